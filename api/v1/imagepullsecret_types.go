@@ -1,0 +1,226 @@
+package v1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Names that users and other tools depend on (DESIGN.md §1 and §2).
+const (
+	// SecretNamePrefix is prepended, with no separator, to the CR name to name the distributed
+	// Secret: CR "imagepullsecret-sample" distributes Secret "tcr.ipsimagepullsecret-sample".
+	SecretNamePrefix = "tcr.ips"
+
+	// MaxNameLength is the longest CR name whose Secret name (SecretNamePrefix + name) is still a
+	// valid DNS-1123 subdomain of at most 253 characters.
+	MaxNameLength = 253 - len(SecretNamePrefix)
+
+	// ManagedByLabel marks every object this project creates; its value is ManagedByValue.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of ManagedByLabel on objects this project creates.
+	ManagedByValue = "tcr-assistant"
+	// OwnerLabel names, on a distributed Secret, the ImagePullSecret it was made from.
+	OwnerLabel = "tcr.tencentcloudcr.com/imagepullsecret"
+
+	// Finalizer keeps a CR until the controller has removed every Secret and reference it made.
+	Finalizer = "tcr.tencentcloudcr.com/cleanup"
+)
+
+// ImagePullSecretSpec says which registry credential to hand out and to whom.
+//
+// A namespace is a target when it matches namespaces, namespaceSelector and namespaceExpression
+// and is not named in excludeNamespaces. A ServiceAccount is a target when its namespace is one
+// and it matches serviceAccounts, serviceAccountSelector and serviceAccountExpression. Every field
+// beyond the original's namespaces, serviceAccounts and docker is optional, and leaving it out
+// gives the original behaviour.
+type ImagePullSecretSpec struct {
+	// Namespaces selects target namespaces by name: "*" or "" selects every namespace; otherwise a
+	// comma-separated list of exact namespace names (spaces around names are ignored). Patterns
+	// are not supported: use namespaceSelector or namespaceExpression for those.
+	// +optional
+	Namespaces string `json:"namespaces,omitempty"`
+
+	// ServiceAccounts selects, in every target namespace, the ServiceAccounts whose
+	// imagePullSecrets get the Secret: "*" or "" selects all of them; otherwise a comma-separated
+	// list of exact ServiceAccount names (spaces around names are ignored).
+	// +optional
+	ServiceAccounts string `json:"serviceAccounts,omitempty"`
+
+	// Docker is the registry credential written into each distributed Secret.
+	Docker DockerCredential `json:"docker"`
+
+	// NamespaceSelector, when set, additionally requires target namespaces to carry matching
+	// labels. An empty selector matches every namespace.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// ExcludeNamespaces is a comma-separated list of namespace names that are never targets, even
+	// when every other rule selects them.
+	// +optional
+	ExcludeNamespaces string `json:"excludeNamespaces,omitempty"`
+
+	// NamespaceExpression, when set, is a CEL expression that must evaluate to true for a
+	// namespace to be a target. It sees `namespace` with fields `name`, `labels` and
+	// `annotations`, e.g. `namespace.name.startsWith("team-") && namespace.labels["env"] != "dev"`.
+	// +optional
+	NamespaceExpression string `json:"namespaceExpression,omitempty"`
+
+	// ServiceAccountSelector, when set, additionally requires target ServiceAccounts to carry
+	// matching labels. An empty selector matches every ServiceAccount.
+	// +optional
+	ServiceAccountSelector *metav1.LabelSelector `json:"serviceAccountSelector,omitempty"`
+
+	// ServiceAccountExpression, when set, is a CEL expression that must evaluate to true for a
+	// ServiceAccount to be a target. It sees `namespace` (as in namespaceExpression) and
+	// `serviceAccount` with fields `name`, `namespace`, `labels` and `annotations`.
+	// +optional
+	ServiceAccountExpression string `json:"serviceAccountExpression,omitempty"`
+}
+
+// DockerCredential is one registry login, rendered as a kubernetes.io/dockerconfigjson Secret.
+// +kubebuilder:validation:XValidation:rule="!has(self.password) || !has(self.passwordSecretRef)",message="set either docker.password or docker.passwordSecretRef, not both"
+// +kubebuilder:validation:XValidation:rule="has(self.password) || has(self.passwordSecretRef)",message="docker.password is required (or docker.passwordSecretRef)"
+type DockerCredential struct {
+	// Server is the registry host name, optionally with a port, e.g.
+	// "fanjiankong-bj.tencentcloudcr.com" or "registry.example.com:5000". No scheme and no path.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:XValidation:rule="!self.contains('://')",message="docker.server must be a host name without a scheme such as https://"
+	Server string `json:"server"`
+
+	// Username is the registry user name; make sure it has pull access to the repositories used.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:XValidation:rule="self.trim() != ''",message="docker.username must not be empty"
+	Username string `json:"username"`
+
+	// Password is the registry password or token for username. Changing it rotates every
+	// distributed Secret in place. Leave it out when passwordSecretRef is set.
+	// +optional
+	Password string `json:"password,omitempty"`
+
+	// PasswordSecretRef, instead of password, reads the password from a key of a Secret in the
+	// controller's own namespace (tcr-assistant-system by default; never another namespace).
+	// Changing that Secret rotates every distributed copy.
+	// +optional
+	PasswordSecretRef *SecretKeyReference `json:"passwordSecretRef,omitempty"`
+}
+
+// SecretKeyReference names one key of a Secret in the controller's own namespace.
+type SecretKeyReference struct {
+	// Name is the name of the Secret, in the controller's own namespace.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+
+	// Key is the key within the Secret's data that holds the password.
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
+}
+
+// ImagePullSecretStatus reports how far distribution got. Counters are exact; lists are sorted
+// and capped (the controller's --status-list-limit) so the object stays small at any scale.
+type ImagePullSecretStatus struct {
+	// SecretsDesired is the number of matching, non-terminating namespaces.
+	SecretsDesired int32 `json:"secretsDesired"`
+
+	// SecretsSuccess is the number of those namespaces holding an up-to-date Secret of this CR.
+	SecretsSuccess int32 `json:"secretsSuccess"`
+
+	// SAsDesired is the number of matching ServiceAccounts in matching namespaces.
+	SAsDesired int32 `json:"sAsDesired"`
+
+	// SAsSuccess is the number of those ServiceAccounts whose imagePullSecrets reference the
+	// Secret.
+	SAsSuccess int32 `json:"sAsSuccess"`
+
+	// SecretUpdateSuccessful lists distributed Secrets ("namespace/name") and when each was last
+	// written, sorted by name and capped.
+	// +optional
+	// +listType=atomic
+	SecretUpdateSuccessful []TargetUpdate `json:"secretUpdateSuccessful,omitempty"`
+
+	// ServiceAccountsModifySuccessful lists ServiceAccounts ("namespace/name") that reference the
+	// Secret and when the reference was added, sorted by name and capped.
+	// +optional
+	// +listType=atomic
+	ServiceAccountsModifySuccessful []TargetUpdate `json:"serviceAccountsModifySuccessful,omitempty"`
+
+	// Failures lists targets the controller could not bring up to date and why, sorted by name
+	// and capped.
+	// +optional
+	// +listType=atomic
+	Failures []TargetFailure `json:"failures,omitempty"`
+
+	// ObservedGeneration is the generation of the spec this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions summarise the state; Ready is True when every target is up to date.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// TargetUpdate records one successfully updated target.
+type TargetUpdate struct {
+	// NamespacedName is the target as "namespace/name".
+	NamespacedName string `json:"namespacedName"`
+
+	// UpdatedAt is when the controller last wrote the target.
+	UpdatedAt metav1.Time `json:"updatedAt"`
+}
+
+// TargetFailure records one target the controller could not bring up to date.
+type TargetFailure struct {
+	// Kind is the kind of the target: Secret or ServiceAccount.
+	Kind string `json:"kind"`
+
+	// NamespacedName is the target as "namespace/name".
+	NamespacedName string `json:"namespacedName"`
+
+	// Reason is a CamelCase word for the failure, e.g. SecretNotOwned.
+	Reason string `json:"reason"`
+
+	// Message says what went wrong and what to do about it.
+	Message string `json:"message"`
+}
+
+// ImagePullSecret distributes one registry credential as a kubernetes.io/dockerconfigjson Secret
+// named "tcr.ips<name>" to every matching namespace, and adds it to the imagePullSecrets of every
+// matching ServiceAccount there.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=ips;ipss
+// +kubebuilder:printcolumn:name="Namespaces",type=string,JSONPath=`.spec.namespaces`
+// +kubebuilder:printcolumn:name="Service-Accounts",type=string,JSONPath=`.spec.serviceAccounts`
+// +kubebuilder:printcolumn:name="Secrets-Desired",type=integer,JSONPath=`.status.secretsDesired`
+// +kubebuilder:printcolumn:name="Secrets-Success",type=integer,JSONPath=`.status.secretsSuccess`
+// +kubebuilder:printcolumn:name="SAs-Desired",type=integer,JSONPath=`.status.sAsDesired`,priority=1
+// +kubebuilder:printcolumn:name="SAs-Success",type=integer,JSONPath=`.status.sAsSuccess`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`,priority=1
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 246",message="metadata.name must be at most 246 characters: the distributed Secret is named 'tcr.ips' + name, and Secret names are limited to 253 characters"
+type ImagePullSecret struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec says which credential to distribute and to which namespaces and ServiceAccounts.
+	Spec ImagePullSecretSpec `json:"spec"`
+
+	// Status reports the distribution as last observed by the controller.
+	// +optional
+	Status ImagePullSecretStatus `json:"status,omitempty"`
+}
+
+// SecretName is the name of the Secret distributed for this ImagePullSecret.
+func (in *ImagePullSecret) SecretName() string { return SecretNamePrefix + in.Name }
+
+// ImagePullSecretList is a list of ImagePullSecrets.
+// +kubebuilder:object:root=true
+type ImagePullSecretList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ImagePullSecret `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ImagePullSecret{}, &ImagePullSecretList{})
+}

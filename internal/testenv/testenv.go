@@ -1,0 +1,164 @@
+// Package testenv starts the project's local control plane (etcd and kube-apiserver built from
+// pinned Go modules into bin/) through envtest, with the project's CRDs installed, so that every
+// integration test runs against a real API server.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+)
+
+// Env is a running local control plane.
+type Env struct {
+	// Config authenticates as a cluster administrator.
+	Config *rest.Config
+	// Client is a client of Config that knows the project's types.
+	Client client.Client
+	// Scheme holds the built-in types and the project's types.
+	Scheme *runtime.Scheme
+	// Kubeconfig is the path of a kubeconfig file for Config, for kubectl and child processes.
+	Kubeconfig string
+	// Root is the repository root.
+	Root string
+
+	env *envtest.Environment
+	dir string
+}
+
+// Scheme returns a scheme with the built-in types and the project's types.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := tcrv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// RepoRoot returns the directory holding the project's go.mod, found from the working directory
+// upwards, so that tests in any package find bin/ and config/.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			len(data) > 0 && isProjectModule(data) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("repository root (go.mod of the project) not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func isProjectModule(gomod []byte) bool {
+	const want = "module github.com/tcr-assistant/tcr-assistant\n"
+	return len(gomod) >= len(want) && string(gomod[:len(want)]) == want
+}
+
+// Start starts etcd and kube-apiserver from bin/ (or $KUBEBUILDER_ASSETS) with the CRDs of
+// config/crd/bases installed. Call Stop when done.
+func Start() (*Env, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets = filepath.Join(root, "bin")
+	}
+	for _, name := range []string{"etcd", "kube-apiserver"} {
+		if _, err := os.Stat(filepath.Join(assets, name)); err != nil {
+			return nil, fmt.Errorf("local control plane binary %s is missing in %s: run 'make controlplane' first: %w", name, assets, err)
+		}
+	}
+	s := Scheme()
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                s,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting the local control plane: %w", err)
+	}
+	e := &Env{Config: cfg, Scheme: s, Root: root, env: env}
+	if e.Client, err = client.New(cfg, client.Options{Scheme: s}); err != nil {
+		_ = e.Stop()
+		return nil, err
+	}
+	if err := e.writeKubeconfig(); err != nil {
+		_ = e.Stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Env) writeKubeconfig() error {
+	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: "tcr-test-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("adding the test admin user: %w", err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("rendering the test kubeconfig: %w", err)
+	}
+	if e.dir, err = os.MkdirTemp("", "tcr-testenv-"); err != nil {
+		return err
+	}
+	e.Kubeconfig = filepath.Join(e.dir, "kubeconfig")
+	return os.WriteFile(e.Kubeconfig, data, 0o600)
+}
+
+// AddUser returns a rest.Config that authenticates as the given user and groups, for tests of
+// what an identity may do.
+func (e *Env) AddUser(name string, groups ...string) (*rest.Config, error) {
+	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return user.Config(), nil
+}
+
+// Stop stops the control plane and removes its temporary files.
+func (e *Env) Stop() error {
+	err := e.env.Stop()
+	if e.dir != "" {
+		_ = os.RemoveAll(e.dir)
+	}
+	return err
+}
+
+// Main runs the tests of a package against one shared control plane, stored in *env for the
+// tests to use: call it from TestMain as os.Exit(testenv.Main(m, &env)).
+func Main(m *testing.M, env **Env) int {
+	e, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	*env = e
+	code := m.Run()
+	if err := e.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the local control plane:", err)
+	}
+	return code
+}
