@@ -82,11 +82,11 @@ func TestKubectlShowsTheOriginalColumnsAndStatusNames(t *testing.T) {
 	desc, _, err := env.Kubectl("", "describe", "ipss", "kubectl-columns")
 	require.NoError(t, err)
 	for _, want := range []string{
-		"Secrets Desired:  10", "Secrets Success:  10", "S As Desired:", "S As Success:",
-		"Secret Update Successful:", "Namespaced Name:  default/tcr.ipskubectl-columns",
-		"Updated At:       2021-12-01T06:47:36Z", "Service Accounts:", "Namespaces:",
+		`Secrets Desired:\s+10\n`, `Secrets Success:\s+10\n`, `S As Desired:\s+47\n`, `S As Success:\s+1\n`,
+		`Secret Update Successful:\n`, `Namespaced Name:\s+default/tcr.ipskubectl-columns\n`,
+		`Updated At:\s+2021-12-01T06:47:36Z\n`, `Service Accounts:\s+\*\n`, `Namespaces:\s+\*\n`,
 	} {
-		assert.Contains(t, desc, want)
+		assert.Regexp(t, regexp.MustCompile(want), desc)
 	}
 }
 
