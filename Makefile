@@ -31,8 +31,10 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD (and RBAC and webhook manifests) from markers.
+manifests: $(CONTROLLER_GEN) ## Generate the CRD, the manager's ClusterRole and the webhook configuration from markers.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=tcr-assistant-manager-role paths=./controllers/... paths=./admission/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) webhook paths=./admission/... output:webhook:artifacts:config=config/webhook
 
 .PHONY: fmt
 fmt: ## Format the Go code.
