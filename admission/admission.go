@@ -18,6 +18,9 @@ type Options struct {
 	Namespace string
 	// CertDir is the directory the manager's webhook server reads tls.crt and tls.key from.
 	CertDir string
+	// ExtraSANs are extra DNS names or IP addresses for the serving certificate, beyond the
+	// webhook Service's names, for a webhook reached by URL (tests, out-of-cluster runs).
+	ExtraSANs []string
 }
 
 // Setup registers the validating webhook with mgr's webhook server and the certificate
