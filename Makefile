@@ -68,6 +68,46 @@ run: ## Run the controller (against the configured cluster, else an embedded loc
 test: controlplane $(KUBECTL) ## Run every unit and integration test (builds the local control plane when missing).
 	$(GO) test $(TEST_FLAGS) ./...
 
+##@ Install bundle
+
+# IMG is the image of the manager and the hosts-updater in the bundle, as name:tag.
+IMG ?= tcr-assistant:v0.1.0
+CONTAINER_TOOL ?= docker
+INSTALLER := dist/install.yaml
+
+# render-installer renders config/default with the image set to $(IMG) into the file $(1), through
+# a throw-away overlay so that config/default itself is never edited.
+define render-installer
+overlay=$$(mktemp -d); trap 'rm -rf "$$overlay"' EXIT; \
+img='$(IMG)'; name="$${img%:*}"; tag="$${img##*:}"; \
+case "$$img" in *:*) ;; *) echo "IMG must be name:tag, got '$$img'"; exit 1;; esac; \
+case "$$tag" in */*) echo "IMG must be name:tag, got '$$img'"; exit 1;; esac; \
+printf 'resources:\n- %s\nimages:\n- name: tcr-assistant\n  newName: %s\n  newTag: %s\n' \
+  "$$(realpath --relative-to="$$overlay" '$(CURDIR)/config/default')" "$$name" "$$tag" \
+  > "$$overlay/kustomization.yaml"; \
+{ echo "# tcr-assistant $$tag: rendered from config/default by 'make build-installer'; do not edit."; \
+  echo "# Install or upgrade: kubectl apply -f install.yaml"; \
+  $(KUBECTL) kustomize "$$overlay"; } > $(1)
+endef
+
+.PHONY: build-installer
+build-installer: manifests ## Render the whole add-on into dist/install.yaml, with image $(IMG).
+	@mkdir -p $(dir $(INSTALLER))
+	@( $(call render-installer,$(INSTALLER).tmp) ) || { rm -f $(INSTALLER).tmp; exit 1; }
+	@mv $(INSTALLER).tmp $(INSTALLER)
+	@echo "Rendered $(INSTALLER) with image $(IMG)"
+
+.PHONY: verify-installer
+verify-installer: ## Fail when dist/install.yaml is not what config/ renders.
+	@tmp=$$(mktemp); trap 'rm -f "$$tmp"' EXIT; \
+	( $(call render-installer,$$tmp) ); \
+	if ! diff -u $(INSTALLER) "$$tmp"; then \
+	  echo "$(INSTALLER) is out of date (run 'make build-installer' and commit)"; exit 1; fi
+
+.PHONY: docker-build
+docker-build: ## Build the image $(IMG) (manager, hosts-updater, kubectl-ips) with $(CONTAINER_TOOL).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
 ##@ Tools
 
 .PHONY: controlplane
