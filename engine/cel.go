@@ -1,0 +1,301 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/interpreter"
+	"k8s.io/apimachinery/pkg/util/version"
+	apiservercel "k8s.io/apiserver/pkg/cel"
+	"k8s.io/apiserver/pkg/cel/environment"
+	"k8s.io/apiserver/pkg/cel/library"
+)
+
+// Limits on user expressions. They are constants, not flags, so the webhook and the controller
+// always agree on what is admissible.
+const (
+	// MaxExpressionLength is the longest namespaceExpression or serviceAccountExpression accepted,
+	// in bytes. A rule is evaluated for every namespace and ServiceAccount on every relevant event,
+	// so expressions are meant to be short predicates, not programs.
+	MaxExpressionLength = 4096
+
+	// MaxEstimatedCost is the highest worst-case cost, as estimated by the CEL checker with the
+	// size hints below, of an expression that Compile accepts. It is ten times below
+	// RuntimeCostLimit so an admitted expression never hits the runtime limit on real objects.
+	MaxEstimatedCost = 10_000
+
+	// RuntimeCostLimit bounds the cost of one evaluation of any program, whatever the input; an
+	// evaluation that exceeds it fails with an error instead of burning CPU.
+	RuntimeCostLimit = 100_000
+
+	// maxMapEntriesHint is the size hint for labels and annotations maps used in cost estimation.
+	// Kubernetes does not bound the number of labels, but 64 is far above what objects carry in
+	// practice and keeps iterating macros (exists, all) honestly priced.
+	maxMapEntriesHint = 64
+	// maxNameHint is the longest object name (a DNS-1123 subdomain).
+	maxNameHint = 253
+	// maxLabelKeyHint is the longest label or annotation key: a 253-byte prefix, "/" and a
+	// 63-byte name.
+	maxLabelKeyHint = 317
+	// maxLabelValueHint is the longest label value.
+	maxLabelValueHint = 63
+	// maxAnnotationValueHint is the longest annotation value: all annotations of an object
+	// together are limited to 256 KiB.
+	maxAnnotationValueHint = 256 * 1024
+)
+
+// Variable names visible to expressions.
+const (
+	varNamespace      = "namespace" // declared as hiddenNamespace, see ident.go
+	varServiceAccount = "serviceAccount"
+)
+
+// envs holds the two shared CEL environments: one where only `namespace` is declared (for
+// namespace rules) and one that adds `serviceAccount` (for ServiceAccount rules). They are built
+// once, on first use, because building a Kubernetes CEL environment costs milliseconds.
+type envs struct {
+	namespace, serviceAccount *cel.Env
+}
+
+var sharedEnvs = sync.OnceValues(buildEnvs)
+
+func buildEnvs() (*envs, error) {
+	str := apiservercel.StringType
+	strMap := apiservercel.NewMapType(str, str, maxMapEntriesHint)
+	nsType := apiservercel.NewObjectType("tcr.Namespace", map[string]*apiservercel.DeclField{
+		"name":        apiservercel.NewDeclField("name", str, true, nil, nil),
+		"labels":      apiservercel.NewDeclField("labels", strMap, true, nil, nil),
+		"annotations": apiservercel.NewDeclField("annotations", strMap, true, nil, nil),
+	})
+	saType := apiservercel.NewObjectType("tcr.ServiceAccount", map[string]*apiservercel.DeclField{
+		"name":        apiservercel.NewDeclField("name", str, true, nil, nil),
+		"namespace":   apiservercel.NewDeclField("namespace", str, true, nil, nil),
+		"labels":      apiservercel.NewDeclField("labels", strMap, true, nil, nil),
+		"annotations": apiservercel.NewDeclField("annotations", strMap, true, nil, nil),
+	})
+	base := environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion())
+	ver := version.MajorMinor(1, 0)
+	nsSet, err := base.Extend(environment.VersionedOptions{
+		IntroducedVersion: ver,
+		DeclTypes:         []*apiservercel.DeclType{nsType},
+		EnvOptions:        []cel.EnvOption{cel.Variable(hiddenNamespace, nsType.CelType())},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the namespace CEL environment: %w", err)
+	}
+	saSet, err := base.Extend(environment.VersionedOptions{
+		IntroducedVersion: ver,
+		DeclTypes:         []*apiservercel.DeclType{nsType, saType},
+		EnvOptions: []cel.EnvOption{
+			cel.Variable(hiddenNamespace, nsType.CelType()),
+			cel.Variable(varServiceAccount, saType.CelType()),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the ServiceAccount CEL environment: %w", err)
+	}
+	return &envs{namespace: nsSet.NewExpressionsEnv(), serviceAccount: saSet.NewExpressionsEnv()}, nil
+}
+
+// sizeEstimator tells the CEL cost checker how large the declared variables can get, so that
+// estimated costs are worst cases over real Kubernetes objects rather than "unbounded".
+type sizeEstimator struct{}
+
+func (sizeEstimator) EstimateSize(node checker.AstNode) *checker.SizeEstimate {
+	path := node.Path()
+	if len(path) < 2 || (path[0] != hiddenNamespace && path[0] != varServiceAccount) {
+		return nil
+	}
+	size := func(max uint64) *checker.SizeEstimate { return &checker.SizeEstimate{Min: 0, Max: max} }
+	switch path[1] {
+	case "name", "namespace":
+		if len(path) == 2 {
+			return size(maxNameHint)
+		}
+	case "labels", "annotations":
+		switch {
+		case len(path) == 2:
+			return size(maxMapEntriesHint)
+		case len(path) == 3 && path[2] == "@keys":
+			return size(maxLabelKeyHint)
+		case len(path) == 3 && path[2] == "@values" && path[1] == "labels":
+			return size(maxLabelValueHint)
+		case len(path) == 3 && path[2] == "@values":
+			return size(maxAnnotationValueHint)
+		}
+	}
+	return nil
+}
+
+func (sizeEstimator) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
+
+// costEstimator prices the Kubernetes library functions and sizes our variables.
+var costEstimator = &library.CostEstimator{SizeEstimator: sizeEstimator{}}
+
+// program is one compiled CEL predicate with the source it came from.
+type program struct {
+	source string
+	prg    cel.Program
+}
+
+// errNotBool is returned when a program evaluates to something other than a bool, which the
+// type checker rules out for well-typed expressions but dyn values could still produce.
+var errNotBool = errors.New("expression did not evaluate to a bool")
+
+// eval runs p against act under RuntimeCostLimit.
+func (p *program) eval(act interpreter.Activation) (bool, error) {
+	out, _, err := p.prg.Eval(act)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.Value().(bool)
+	if !ok {
+		return false, errNotBool
+	}
+	return b, nil
+}
+
+// compileKind distinguishes why compileCEL failed, so callers can build the right field error.
+type compileKind int
+
+const (
+	compileOK compileKind = iota
+	compileSyntax
+	compileNotBool
+	compileTooCostly
+)
+
+// compileCEL parses, checks and plans source in env. A non-empty message explains a failure in
+// words fit for a user.
+func compileCEL(env *cel.Env, source string) (*program, compileKind, string) {
+	ast, iss := env.Compile(hideNamespace(source))
+	if iss.Err() != nil {
+		return nil, compileSyntax, unhideNamespace(strings.TrimSpace(iss.Err().Error()))
+	}
+	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) {
+		return nil, compileNotBool, t.String()
+	}
+	est, err := env.EstimateCost(ast, costEstimator)
+	if err != nil {
+		return nil, compileSyntax, unhideNamespace(err.Error())
+	}
+	if est.Max > MaxEstimatedCost {
+		return nil, compileTooCostly, fmt.Sprintf("%d", est.Max)
+	}
+	prg, err := env.Program(ast,
+		cel.CostLimit(RuntimeCostLimit),
+		cel.CostTracking(costEstimator),
+		cel.EvalOptions(cel.OptOptimize),
+	)
+	if err != nil {
+		return nil, compileSyntax, err.Error()
+	}
+	return &program{source: source, prg: prg}, compileOK, ""
+}
+
+// quote renders s as a CEL string literal. Every rune outside printable ASCII is escaped, so the
+// literal means exactly s whatever s holds; s must be valid UTF-8.
+func quote(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r >= 0x20 && r < 0x7f:
+			b.WriteRune(r)
+		case r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// quoteList renders names as a CEL list literal of strings.
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = quote(n)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// validUTF8 reports whether every string is valid UTF-8; CEL strings cannot hold anything else.
+func validUTF8(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// celEnv is a shared, immutable CEL environment.
+type celEnv = *cel.Env
+
+// compileGenerated compiles source generated by Compile, under the same runtime limit as user
+// expressions but without the estimated cost check.
+func compileGenerated(env *cel.Env, source string) (*program, compileKind, string) {
+	ast, iss := env.Compile(hideNamespace(source))
+	if iss.Err() != nil {
+		return nil, compileSyntax, unhideNamespace(iss.Err().Error())
+	}
+	prg, err := env.Program(ast,
+		cel.CostLimit(RuntimeCostLimit),
+		cel.CostTracking(costEstimator),
+		cel.EvalOptions(cel.OptOptimize),
+	)
+	if err != nil {
+		return nil, compileSyntax, err.Error()
+	}
+	return &program{source: source, prg: prg}, compileOK, ""
+}
+
+// emptyMap stands in for nil labels or annotations, so expressions see an empty map, not null.
+var emptyMap = map[string]string{}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return emptyMap
+	}
+	return m
+}
+
+// activation binds `namespace` and `serviceAccount` for one evaluation.
+type activation struct {
+	ns *Namespace
+	sa *ServiceAccount
+}
+
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch {
+	case name == hiddenNamespace && a.ns != nil:
+		return map[string]any{
+			"name":        a.ns.Name,
+			"labels":      orEmpty(a.ns.Labels),
+			"annotations": orEmpty(a.ns.Annotations),
+		}, true
+	case name == varServiceAccount && a.sa != nil:
+		return map[string]any{
+			"name":        a.sa.Name,
+			"namespace":   a.sa.Namespace,
+			"labels":      orEmpty(a.sa.Labels),
+			"annotations": orEmpty(a.sa.Annotations),
+		}, true
+	}
+	return nil, false
+}
+
+func (a *activation) Parent() interpreter.Activation { return nil }

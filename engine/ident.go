@@ -1,0 +1,107 @@
+package engine
+
+import "strings"
+
+// CEL reserves the word "namespace": the parser refuses it as a variable name (it stays legal as
+// a field name, as in serviceAccount.namespace). The issue and the API documentation promise
+// expressions over `namespace`, so before parsing, every identifier `namespace` that is not a
+// field selection, a string literal or a comment is renamed to hiddenNamespace, which has the
+// same length so that columns in CEL error messages still point at the user's text; messages are
+// mapped back with unhideNamespace.
+const hiddenNamespace = "__nmspc__"
+
+// hideNamespace renames the variable `namespace` in src to hiddenNamespace.
+func hideNamespace(src string) string {
+	if !strings.Contains(src, varNamespace) {
+		return src
+	}
+	var b strings.Builder
+	b.Grow(len(src))
+	prevSignificant := byte(0) // last byte outside spaces and comments
+	for i := 0; i < len(src); {
+		c := src[i]
+		switch {
+		case c == '/' && i+1 < len(src) && src[i+1] == '/':
+			end := strings.IndexByte(src[i:], '\n')
+			if end < 0 {
+				end = len(src) - i
+			}
+			b.WriteString(src[i : i+end])
+			i += end
+			continue
+		case c == '"' || c == '\'' || c == '`':
+			raw := c != '`' && i > 0 && (src[i-1] == 'r' || src[i-1] == 'R') && !identByte(byteAt(src, i-2))
+			end := stringEnd(src, i, raw)
+			b.WriteString(src[i:end])
+			i = end
+			prevSignificant = c
+			continue
+		case identStart(c):
+			j := i + 1
+			for j < len(src) && identByte(src[j]) {
+				j++
+			}
+			word := src[i:j]
+			if word == varNamespace && prevSignificant != '.' {
+				word = hiddenNamespace
+			}
+			b.WriteString(word)
+			i = j
+			prevSignificant = 'a'
+			continue
+		}
+		b.WriteByte(c)
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			prevSignificant = c
+		}
+		i++
+	}
+	return b.String()
+}
+
+// unhideNamespace maps hiddenNamespace back to `namespace` in a message for the user.
+func unhideNamespace(msg string) string {
+	return strings.ReplaceAll(msg, hiddenNamespace, varNamespace)
+}
+
+// stringEnd returns the index just past the string literal (or backtick-quoted identifier)
+// starting at src[i]; an unterminated literal runs to the end (the parser then reports it).
+func stringEnd(src string, i int, raw bool) int {
+	q := src[i]
+	if q != '`' && strings.HasPrefix(src[i:], strings.Repeat(string(q), 3)) {
+		delim := strings.Repeat(string(q), 3)
+		for j := i + 3; j < len(src); j++ {
+			if !raw && src[j] == '\\' {
+				j++
+				continue
+			}
+			if strings.HasPrefix(src[j:], delim) {
+				return j + 3
+			}
+		}
+		return len(src)
+	}
+	for j := i + 1; j < len(src); j++ {
+		if !raw && q != '`' && src[j] == '\\' {
+			j++
+			continue
+		}
+		if src[j] == q || (src[j] == '\n' && q != '`') {
+			return j + 1
+		}
+	}
+	return len(src)
+}
+
+func byteAt(s string, i int) byte {
+	if i < 0 || i >= len(s) {
+		return 0
+	}
+	return s[i]
+}
+
+func identStart(c byte) bool {
+	return c == '_' || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
+}
+
+func identByte(c byte) bool { return identStart(c) || ('0' <= c && c <= '9') }
