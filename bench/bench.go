@@ -1,0 +1,572 @@
+// Package bench is the scale benchmark of `make bench`: it starts the local control plane, runs
+// bin/manager as a separate process, as in production, and measures how fast and with how many
+// writes it distributes one ImagePullSecret to N namespaces, against a floor client doing exactly
+// the required writes in the same run.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+)
+
+// OwnNamespace is the manager's own namespace.
+const OwnNamespace = "tcr-assistant-system"
+
+// CRName is the name of the benchmark's ImagePullSecret.
+const CRName = "bench"
+
+// Config sizes one run. Zero values take the defaults of `make bench`.
+type Config struct {
+	// Namespaces is N, the number of benchmark namespaces (and of floor namespaces).
+	Namespaces int
+	// UnrelatedSecrets is the number of Opaque Secrets spread over the namespaces that the
+	// manager must not cache; UnrelatedSecretBytes is the size of each.
+	UnrelatedSecrets, UnrelatedSecretBytes int
+	// Idle is the window after convergence in which the manager must write nothing.
+	Idle time.Duration
+	// NewNamespaces are created one by one at NewNamespaceRate per second while converged.
+	NewNamespaces    int
+	NewNamespaceRate float64
+	// FloorWorkers is the floor client's concurrency; FixtureWorkers the fixture builder's.
+	FloorWorkers, FixtureWorkers int
+	// ManagerBin is the manager binary; ManagerArgs are added to the agreed flags.
+	ManagerBin  string
+	ManagerArgs []string
+	// HostsUpdaterBin is the hosts-updater binary; empty skips its figures with HostsSkipReason.
+	HostsUpdaterBin, HostsSkipReason string
+	// HostsEdits is the number of ConfigMap edits timed through to the hosts file.
+	HostsEdits int
+	// Timeout bounds every wait for convergence.
+	Timeout time.Duration
+	// Large selects the targets of SCALE=large.
+	Large bool
+	// LogDir keeps the child processes' logs; a temporary directory when empty.
+	LogDir string
+	// Progress receives human-readable progress lines; nil discards them.
+	Progress io.Writer
+	// BeforeStop, when set, runs against the control plane after every phase and before it is
+	// stopped, so tests can assert on the state left in the API server.
+	BeforeStop func(ctx context.Context, c client.Client) error
+}
+
+func (c *Config) defaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.Namespaces, 1000)
+	def(&c.UnrelatedSecrets, 5000)
+	def(&c.UnrelatedSecretBytes, 8192)
+	def(&c.NewNamespaces, 50)
+	def(&c.FloorWorkers, 8)
+	def(&c.FixtureWorkers, 16)
+	def(&c.HostsEdits, 20)
+	if c.Idle == 0 {
+		c.Idle = time.Minute
+	}
+	if c.NewNamespaceRate == 0 {
+		c.NewNamespaceRate = 10
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 15 * time.Minute
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+}
+
+// Figure is one measured number.
+type Figure struct {
+	Name  string
+	Value float64
+	Unit  string
+}
+
+// String renders the figure as the `bench: name=value unit` line.
+func (f Figure) String() string {
+	return fmt.Sprintf("bench: %s=%s %s", f.Name, formatValue(f.Value), f.Unit)
+}
+
+func formatValue(v float64) string {
+	switch {
+	case v == float64(int64(v)):
+		return fmt.Sprintf("%d", int64(v))
+	case v >= 100:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.3g", v)
+	}
+}
+
+// Check is one target of the issue and whether the run met it.
+type Check struct {
+	Figure, Target string
+	Value          float64
+	Unit           string
+	Pass           bool
+}
+
+// Result is everything one run measured.
+type Result struct {
+	Figures []Figure
+	Checks  []Check
+	// Skipped names figures that could not be measured, and why.
+	Skipped []string
+	// TargetNamespaces and TargetServiceAccounts are what the CR selected at creation.
+	TargetNamespaces, TargetServiceAccounts int
+	// ConvergenceWrites, IdleWrites, RotationWrites and NewNamespaceWrites are the manager's
+	// writes per phase, from the audit log.
+	ConvergenceWrites, IdleWrites, RotationWrites, NewNamespaceWrites Writes
+	// NewNamespaceLatencies are the per-namespace latencies of the new-namespace phase.
+	NewNamespaceLatencies []time.Duration
+	// LogDir holds the child processes' logs.
+	LogDir string
+}
+
+func (r *Result) add(name string, v float64, unit string) {
+	r.Figures = append(r.Figures, Figure{Name: name, Value: v, Unit: unit})
+}
+
+func (r *Result) check(figure, target string, v float64, unit string, pass bool) {
+	r.Checks = append(r.Checks, Check{Figure: figure, Target: target, Value: v, Unit: unit, Pass: pass})
+}
+
+// Figure returns the value of the named figure.
+func (r *Result) Figure(name string) (float64, bool) {
+	for _, f := range r.Figures {
+		if f.Name == name {
+			return f.Value, true
+		}
+	}
+	return 0, false
+}
+
+const mib = 1 << 20
+
+func (r *Result) addWrites(phase string, w Writes) {
+	keys := make([]string, 0, len(w.ByKind))
+	for k := range w.ByKind {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		r.add("writes."+phase+"."+strings.NewReplacer("/", ".", " ", ".").Replace(k), float64(w.ByKind[k]), "requests")
+	}
+	r.add("writes."+phase+".conflicts", float64(w.Conflicts), "requests")
+	r.add("writes."+phase+".errors", float64(w.Errors), "requests")
+}
+
+// Run runs every phase once and returns the figures. It starts and stops its own control plane.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.defaults()
+	res := &Result{LogDir: cfg.LogDir}
+	if res.LogDir == "" {
+		dir, err := os.MkdirTemp("", "tcr-bench-logs-")
+		if err != nil {
+			return nil, err
+		}
+		res.LogDir = dir
+	}
+	say := func(format string, a ...any) {
+		fmt.Fprintf(cfg.Progress, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+	}
+	say("Starting the local control plane (etcd, kube-apiserver with an audit log of the manager's writes)...")
+	cp, err := startControlPlane()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := cp.Stop(); err != nil {
+			say("Stopping the control plane failed: %v", err)
+		}
+	}()
+	r := &runner{cfg: cfg, cp: cp, res: res, say: say}
+	if err := r.run(ctx); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+type runner struct {
+	cfg  Config
+	cp   *controlPlane
+	res  *Result
+	say  func(string, ...any)
+	cred credential
+}
+
+func (r *runner) audit() (Writes, error) { return readAudit(r.cp.AuditLog, ManagerUser) }
+
+func names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%05d", prefix, i)
+	}
+	return out
+}
+
+func (r *runner) run(ctx context.Context) error {
+	cfg, res, kube := r.cfg, r.res, r.cp.Kube
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: OwnNamespace}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", OwnNamespace, err)
+	}
+
+	// Fixtures.
+	benchNS := names("bench", cfg.Namespaces)
+	start := time.Now()
+	if _, err := createNamespaces(ctx, kube, cfg.FixtureWorkers, benchNS); err != nil {
+		return err
+	}
+	if err := createUnrelatedSecrets(ctx, kube, cfg.FixtureWorkers, cfg.UnrelatedSecrets, cfg.UnrelatedSecretBytes, benchNS); err != nil {
+		return err
+	}
+	res.add("fixtures.namespaces", float64(cfg.Namespaces), "namespaces")
+	res.add("fixtures.unrelated_secrets", float64(cfg.UnrelatedSecrets), "secrets")
+	res.add("fixtures.create", time.Since(start).Seconds(), "s")
+	r.say("Created %d namespaces with %d ServiceAccounts each and %d unrelated Secrets in %s.",
+		cfg.Namespaces, len(ServiceAccountNames), cfg.UnrelatedSecrets, time.Since(start).Round(time.Millisecond))
+
+	// The manager, as in production.
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	healthAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	args := append([]string{"--kubeconfig", r.cp.ManagerKubeconfig, "--enable-webhook=false",
+		"--namespace", OwnNamespace, "--metrics-bind-address", metricsAddr,
+		"--health-probe-bind-address", healthAddr}, cfg.ManagerArgs...)
+	mgr, err := startProcess(ctx, "manager", cfg.ManagerBin, res.LogDir, healthAddr, args...)
+	if err != nil {
+		return err
+	}
+	defer mgr.stop()
+	r.say("Started %s (pid %d, log %s).", cfg.ManagerBin, mgr.cmd.Process.Pid, mgr.log)
+
+	if err := r.managerPhases(ctx, mgr, metricsAddr); err != nil {
+		return err
+	}
+	if err := mgr.alive(); err != nil {
+		return err
+	}
+	mgr.stop()
+	r.say("Stopped the manager.")
+
+	if err := r.floor(ctx); err != nil {
+		return err
+	}
+	r.hostsUpdater(ctx)
+	if cfg.BeforeStop != nil {
+		return cfg.BeforeStop(ctx, r.cp.Client)
+	}
+	return nil
+}
+
+func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr string) error {
+	cfg, res := r.cfg, r.res
+	tctx, stopWatches := context.WithCancel(ctx)
+	defer stopWatches()
+	r.cred = credential{Server: "bench.tencentcloudcr.com", Username: "100012345678", Password: "first-password"}
+	tr := newTracker(tcrv1.SecretNamePrefix+CRName, r.cred)
+	if err := tr.run(tctx, r.cp.Kube, CRName); err != nil {
+		return err
+	}
+
+	// Targets: every namespace that is not terminating, and every ServiceAccount in them.
+	nsList, err := r.cp.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	saList, err := r.cp.Kube.CoreV1().ServiceAccounts("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	sasIn := map[string][]string{}
+	for _, sa := range saList.Items {
+		sasIn[sa.Namespace] = append(sasIn[sa.Namespace], sa.Name)
+	}
+	for _, ns := range nsList.Items {
+		if ns.DeletionTimestamp != nil {
+			continue
+		}
+		tr.expect(ns.Name, time.Time{}, sasIn[ns.Name]...)
+		res.TargetNamespaces++
+		res.TargetServiceAccounts += len(sasIn[ns.Name])
+	}
+	minWrites := res.TargetNamespaces + res.TargetServiceAccounts
+
+	before, err := r.audit()
+	if err != nil {
+		return err
+	}
+	reqBefore, err := scrapeRequests(metricsAddr)
+	if err != nil {
+		return err
+	}
+
+	// Convergence: the clock starts at the create call.
+	r.say("Creating ImagePullSecret %s (namespaces \"*\", serviceAccounts \"*\") for %d namespaces and %d ServiceAccounts...",
+		CRName, res.TargetNamespaces, res.TargetServiceAccounts)
+	ips := &tcrv1.ImagePullSecret{
+		ObjectMeta: metav1.ObjectMeta{Name: CRName},
+		Spec: tcrv1.ImagePullSecretSpec{Namespaces: "*", ServiceAccounts: "*", Docker: tcrv1.DockerCredential{
+			Server: r.cred.Server, Username: r.cred.Username, Password: r.cred.Password}},
+	}
+	t0 := time.Now()
+	if err := r.cp.Client.Create(ctx, ips); err != nil {
+		return fmt.Errorf("creating ImagePullSecret %s: %w", CRName, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	done, err := tr.wait(wctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("waiting for convergence: %w (manager log: %s)", err, mgr.log)
+	}
+	convergence := done.Sub(t0)
+	r.say("Converged in %s.", convergence.Round(time.Millisecond))
+	res.add("convergence", convergence.Seconds(), "s")
+
+	lag, err := r.waitStatus(ctx, ips.Generation, int32(res.TargetNamespaces), int32(res.TargetServiceAccounts))
+	if err != nil {
+		return err
+	}
+	res.add("convergence.status_lag", lag.Sub(done).Seconds(), "s")
+
+	converged, err := r.audit()
+	if err != nil {
+		return err
+	}
+	reqConverged, err := scrapeRequests(metricsAddr)
+	if err != nil {
+		return err
+	}
+	res.ConvergenceWrites = converged.Sub(before)
+	res.add("writes.min", float64(minWrites), "requests")
+	res.add("writes.convergence", float64(res.ConvergenceWrites.Total), "requests")
+	ratio := float64(res.ConvergenceWrites.Total) / float64(minWrites)
+	res.add("writes.ratio", ratio, "x")
+	res.check("writes.ratio", "= 1.00", ratio, "x", fmt.Sprintf("%.2f", ratio) == "1.00")
+	res.addWrites("convergence", res.ConvergenceWrites)
+	res.add("requests.convergence.writes", reqConverged.Writes()-reqBefore.Writes(), "requests")
+	res.add("requests.convergence.reads", reqConverged.Reads()-reqBefore.Reads(), "requests")
+
+	// Idle.
+	r.say("Watching the manager's writes for %s of idleness...", cfg.Idle)
+	select {
+	case <-time.After(cfg.Idle):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	idle, err := r.audit()
+	if err != nil {
+		return err
+	}
+	reqIdle, err := scrapeRequests(metricsAddr)
+	if err != nil {
+		return err
+	}
+	res.IdleWrites = idle.Sub(converged)
+	res.add("writes.idle", float64(res.IdleWrites.Total), "requests")
+	res.add("requests.idle.writes", reqIdle.Writes()-reqConverged.Writes(), "requests")
+	res.add("requests.idle.reads", reqIdle.Reads()-reqConverged.Reads(), "requests")
+	res.check("writes.idle", "= 0", float64(res.IdleWrites.Total), "requests", res.IdleWrites.Total == 0)
+	if res.IdleWrites.Total > 0 {
+		res.addWrites("idle", res.IdleWrites)
+	}
+
+	// Rotation.
+	r.cred.Password = "second-password"
+	tr.rotate(r.cred)
+	if err := r.cp.Client.Get(ctx, client.ObjectKey{Name: CRName}, ips); err != nil {
+		return err
+	}
+	ips.Spec.Docker.Password = r.cred.Password
+	r.say("Rotating the password...")
+	t0 = time.Now()
+	if err := r.cp.Client.Update(ctx, ips); err != nil {
+		return fmt.Errorf("rotating the password of ImagePullSecret %s: %w", CRName, err)
+	}
+	wctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+	done, err = tr.wait(wctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("waiting for the rotation: %w (manager log: %s)", err, mgr.log)
+	}
+	res.add("rotation", done.Sub(t0).Seconds(), "s")
+	r.say("Rotated every Secret in %s.", done.Sub(t0).Round(time.Millisecond))
+	if _, err := r.waitStatus(ctx, ips.Generation, int32(res.TargetNamespaces), int32(res.TargetServiceAccounts)); err != nil {
+		return err
+	}
+	rotated, err := r.audit()
+	if err != nil {
+		return err
+	}
+	res.RotationWrites = rotated.Sub(idle)
+	res.add("writes.rotation", float64(res.RotationWrites.Total), "requests")
+	res.addWrites("rotation", res.RotationWrites)
+
+	// New namespaces while converged, one by one at the given rate.
+	if err := r.newNamespaces(ctx, tr, mgr); err != nil {
+		return err
+	}
+	if _, err := r.waitStatus(ctx, ips.Generation, int32(res.TargetNamespaces+cfg.NewNamespaces),
+		int32(res.TargetServiceAccounts+cfg.NewNamespaces)); err != nil {
+		return err
+	}
+	added, err := r.audit()
+	if err != nil {
+		return err
+	}
+	res.NewNamespaceWrites = added.Sub(rotated)
+	res.add("writes.newns", float64(res.NewNamespaceWrites.Total), "requests")
+	res.add("writes.newns.min", float64(2*cfg.NewNamespaces), "requests")
+
+	// Status size and memory at the end.
+	if err := r.cp.Client.Get(ctx, client.ObjectKey{Name: CRName}, ips); err != nil {
+		return err
+	}
+	raw, err := json.Marshal(ips)
+	if err != nil {
+		return err
+	}
+	limit := 64.0
+	res.add("status.size", float64(len(raw))/1024, "KiB")
+	res.check("status.size", "<= 64 KiB", float64(len(raw))/1024, "KiB", float64(len(raw)) <= limit*1024)
+	if err := mgr.alive(); err != nil {
+		return err
+	}
+	mem, err := processMemory(mgr.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	res.add("manager.rss", mem.RSS/mib, "MiB")
+	res.add("manager.rss.peak", mem.PeakRSS/mib, "MiB")
+	memLimit := 64.0
+	if cfg.Large {
+		memLimit = 160
+	}
+	res.check("manager.rss.peak", fmt.Sprintf("<= %.0f MiB", memLimit), mem.PeakRSS/mib, "MiB", mem.PeakRSS/mib <= memLimit)
+	return nil
+}
+
+// waitStatus polls the CR until its status describes generation with every target up to date,
+// and returns when it saw that. Polling is fine here: it is not a timed figure's clock.
+func (r *runner) waitStatus(ctx context.Context, generation int64, secrets, sas int32) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	var ips tcrv1.ImagePullSecret
+	for {
+		if err := r.cp.Client.Get(ctx, client.ObjectKey{Name: CRName}, &ips); err != nil {
+			return time.Time{}, fmt.Errorf("reading the status of ImagePullSecret %s: %w", CRName, err)
+		}
+		s := ips.Status
+		if s.ObservedGeneration >= generation && s.SecretsDesired == secrets && s.SecretsSuccess == secrets &&
+			s.SAsDesired == sas && s.SAsSuccess == sas {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("status of ImagePullSecret %s never reported generation %d with %d/%d Secrets and %d/%d ServiceAccounts (last: generation %d, %d/%d Secrets, %d/%d ServiceAccounts): %w",
+				CRName, generation, secrets, secrets, sas, sas, s.ObservedGeneration, s.SecretsSuccess, s.SecretsDesired, s.SAsSuccess, s.SAsDesired, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (r *runner) newNamespaces(ctx context.Context, tr *tracker, mgr *process) error {
+	cfg, res, kube := r.cfg, r.res, r.cp.Kube
+	r.say("Creating %d namespaces at %g/s while converged...", cfg.NewNamespaces, cfg.NewNamespaceRate)
+	fresh := names("newns", cfg.NewNamespaces)
+	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.NewNamespaceRate))
+	defer tick.Stop()
+	errs := make(chan error, len(fresh))
+	for i, name := range fresh {
+		if i > 0 {
+			<-tick.C
+		}
+		t0 := time.Now()
+		tr.expect(name, t0, "default")
+		go func() {
+			if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+				errs <- fmt.Errorf("creating namespace %s: %w", name, err)
+				return
+			}
+			sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: name}}
+			if _, err := kube.CoreV1().ServiceAccounts(name).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+				errs <- fmt.Errorf("creating ServiceAccount %s/default: %w", name, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range fresh {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	_, err := tr.wait(wctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("waiting for the new namespaces: %w (manager log: %s)", err, mgr.log)
+	}
+	res.NewNamespaceLatencies = tr.latency(fresh)
+	p50, p99 := percentile(res.NewNamespaceLatencies, 50), percentile(res.NewNamespaceLatencies, 99)
+	res.add("newns.p50", float64(p50.Microseconds())/1000, "ms")
+	res.add("newns.p99", float64(p99.Microseconds())/1000, "ms")
+	res.add("newns.max", float64(percentile(res.NewNamespaceLatencies, 100).Microseconds())/1000, "ms")
+	res.check("newns.p99", "<= 300 ms", float64(p99.Microseconds())/1000, "ms", p99 <= 300*time.Millisecond)
+	r.say("Served new namespaces: p50 %s, p99 %s.", p50, p99)
+	return nil
+}
+
+func (r *runner) floor(ctx context.Context) error {
+	cfg, res, kube := r.cfg, r.res, r.cp.Kube
+	floorNS := names("floor", cfg.Namespaces)
+	rvs, err := createNamespaces(ctx, kube, cfg.FixtureWorkers, floorNS)
+	if err != nil {
+		return err
+	}
+	r.say("Running the floor client (%d workers) on %d fresh namespaces...", cfg.FloorWorkers, cfg.Namespaces)
+	cred := credential{Server: r.cred.Server, Username: r.cred.Username, Password: "first-password"}
+	t0 := time.Now()
+	if err := floorDistribute(ctx, kube, cfg.FloorWorkers, CRName, cred, floorNS, rvs); err != nil {
+		return err
+	}
+	floor := time.Since(t0)
+	cred.Password = "second-password"
+	t0 = time.Now()
+	if err := floorRotate(ctx, kube, cfg.FloorWorkers, CRName, cred, floorNS); err != nil {
+		return err
+	}
+	floorRot := time.Since(t0)
+	r.say("Floor: %s to distribute, %s to rotate.", floor.Round(time.Millisecond), floorRot.Round(time.Millisecond))
+	res.add("floor", floor.Seconds(), "s")
+	res.add("rotation.floor", floorRot.Seconds(), "s")
+	if conv, ok := res.Figure("convergence"); ok {
+		ratio := conv / floor.Seconds()
+		res.add("convergence.ratio", ratio, "x")
+		res.check("convergence.ratio", "<= 1.5 (aim 1.2)", ratio, "x", ratio <= 1.5)
+	}
+	if rot, ok := res.Figure("rotation"); ok {
+		ratio := rot / floorRot.Seconds()
+		res.add("rotation.ratio", ratio, "x")
+		res.check("rotation.ratio", "<= 1.5", ratio, "x", ratio <= 1.5)
+	}
+	return nil
+}

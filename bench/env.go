@@ -1,0 +1,138 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
+)
+
+// ManagerUser is the identity the manager runs as. The audit policy records the writes of this
+// user only, so the benchmark's own fixture and floor traffic costs the API server nothing extra
+// and never pollutes the write counts.
+const ManagerUser = "tcr-bench-manager"
+
+// auditPolicy records every write of ManagerUser at Metadata level and nothing else.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  users: ["` + ManagerUser + `"]
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None
+`
+
+// controlPlane is the local etcd and kube-apiserver of internal/testenv's binaries, started
+// through envtest directly because the benchmark needs an audit log, which testenv does not
+// configure.
+type controlPlane struct {
+	env   *envtest.Environment
+	dir   string
+	admin *rest.Config
+	// Kube is a fast client (protobuf, no client-side rate limit) for fixtures and the floor.
+	Kube kubernetes.Interface
+	// Client knows the project's types.
+	Client client.Client
+	// ManagerKubeconfig is a kubeconfig file authenticating as ManagerUser (system:masters).
+	ManagerKubeconfig string
+	// AdminKubeconfig is a kubeconfig file for the administrator, for other child processes.
+	AdminKubeconfig string
+	// AuditLog is the path of the audit log holding ManagerUser's writes.
+	AuditLog string
+	// Root is the repository root.
+	Root string
+}
+
+func startControlPlane() (*controlPlane, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets = filepath.Join(root, "bin")
+	}
+	dir, err := os.MkdirTemp("", "tcr-bench-")
+	if err != nil {
+		return nil, err
+	}
+	cp := &controlPlane{dir: dir, Root: root, AuditLog: filepath.Join(dir, "audit.log")}
+	policy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+		return nil, err
+	}
+	cp.env = &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                testenv.Scheme(),
+	}
+	cp.env.ControlPlane.GetAPIServer().Configure().
+		Set("audit-policy-file", policy).
+		Set("audit-log-path", cp.AuditLog).
+		Set("audit-log-mode", "blocking")
+	if cp.admin, err = cp.env.Start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting the local control plane: %w", err)
+	}
+	if err := cp.init(); err != nil {
+		_ = cp.Stop()
+		return nil, err
+	}
+	return cp, nil
+}
+
+func (cp *controlPlane) init() error {
+	var err error
+	if cp.Kube, err = kubernetes.NewForConfig(fastConfig(cp.admin)); err != nil {
+		return err
+	}
+	json := rest.CopyConfig(cp.admin)
+	json.QPS, json.Burst = -1, 0
+	if cp.Client, err = client.New(json, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		return err
+	}
+	if cp.ManagerKubeconfig, err = cp.kubeconfig(ManagerUser); err != nil {
+		return err
+	}
+	cp.AdminKubeconfig, err = cp.kubeconfig("tcr-bench-admin")
+	return err
+}
+
+func (cp *controlPlane) kubeconfig(user string) (string, error) {
+	u, err := cp.env.ControlPlane.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", fmt.Errorf("adding user %s: %w", user, err)
+	}
+	data, err := u.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("rendering the kubeconfig of %s: %w", user, err)
+	}
+	path := filepath.Join(cp.dir, user+".kubeconfig")
+	return path, os.WriteFile(path, data, 0o600)
+}
+
+// Stop stops the control plane and removes its files.
+func (cp *controlPlane) Stop() error {
+	err := cp.env.Stop()
+	_ = os.RemoveAll(cp.dir)
+	return err
+}
+
+// fastConfig is cfg with protobuf and no client-side rate limit: the benchmark's own clients
+// must never be what limits a figure.
+func fastConfig(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.QPS, c.Burst = -1, 0
+	c.RateLimiter = nil
+	c.ContentType = "application/vnd.kubernetes.protobuf"
+	c.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	return c
+}

@@ -1,0 +1,216 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Writes counts API writes by "resource[/subresource] verb", with conflicts (HTTP 409) apart,
+// as read from the audit log.
+type Writes struct {
+	ByKind    map[string]int
+	Total     int
+	Conflicts int
+	Errors    int
+}
+
+// Sub returns w minus before, for the writes of one phase.
+func (w Writes) Sub(before Writes) Writes {
+	out := Writes{ByKind: map[string]int{}, Total: w.Total - before.Total,
+		Conflicts: w.Conflicts - before.Conflicts, Errors: w.Errors - before.Errors}
+	for k, v := range w.ByKind {
+		if d := v - before.ByKind[k]; d != 0 {
+			out.ByKind[k] = d
+		}
+	}
+	return out
+}
+
+// Count returns the writes of one "resource verb" key.
+func (w Writes) Count(key string) int { return w.ByKind[key] }
+
+type auditEvent struct {
+	Stage string `json:"stage"`
+	Verb  string `json:"verb"`
+	User  struct {
+		Username string `json:"username"`
+	} `json:"user"`
+	ObjectRef *struct {
+		Resource    string `json:"resource"`
+		Subresource string `json:"subresource"`
+	} `json:"objectRef"`
+	ResponseStatus *struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
+}
+
+// parseAudit counts the completed writes of user in an audit log (one JSON event a line).
+func parseAudit(r io.Reader, user string) (Writes, error) {
+	w := Writes{ByKind: map[string]int{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var ev auditEvent
+		if err := json.Unmarshal(line, &ev); err != nil {
+			return w, fmt.Errorf("parsing an audit event: %w", err)
+		}
+		if ev.Stage != "ResponseComplete" || ev.User.Username != user || ev.ObjectRef == nil {
+			continue
+		}
+		switch ev.Verb {
+		case "create", "update", "patch", "delete", "deletecollection":
+		default:
+			continue
+		}
+		res := ev.ObjectRef.Resource
+		if ev.ObjectRef.Subresource != "" {
+			res += "/" + ev.ObjectRef.Subresource
+		}
+		w.ByKind[res+" "+ev.Verb]++
+		w.Total++
+		if ev.ResponseStatus != nil {
+			switch {
+			case ev.ResponseStatus.Code == 409:
+				w.Conflicts++
+			case ev.ResponseStatus.Code >= 400:
+				w.Errors++
+			}
+		}
+	}
+	return w, sc.Err()
+}
+
+func readAudit(path, user string) (Writes, error) {
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return Writes{ByKind: map[string]int{}}, nil
+	}
+	if err != nil {
+		return Writes{}, err
+	}
+	defer f.Close()
+	return parseAudit(f, user)
+}
+
+// Requests counts the requests a client-go process issued, by HTTP method, from its
+// rest_client_requests_total metric.
+type Requests map[string]float64
+
+// parseRequests reads rest_client_requests_total{code,host,method} out of a Prometheus text
+// exposition and sums it by method.
+func parseRequests(r io.Reader) (Requests, error) {
+	out := Requests{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "rest_client_requests_total{") {
+			continue
+		}
+		end := strings.LastIndexByte(line, '}')
+		if end < 0 {
+			return nil, fmt.Errorf("malformed metric line %q", line)
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(strings.Fields(line[end+1:])[0]), 64)
+		if err != nil {
+			return nil, fmt.Errorf("malformed metric value in %q: %w", line, err)
+		}
+		method := ""
+		for _, kv := range strings.Split(line[len("rest_client_requests_total{"):end], ",") {
+			if k, val, ok := strings.Cut(kv, "="); ok && k == "method" {
+				method = strings.Trim(val, `"`)
+			}
+		}
+		out[method] += v
+	}
+	return out, sc.Err()
+}
+
+// Writes sums POST, PUT, PATCH and DELETE.
+func (r Requests) Writes() float64 { return r["POST"] + r["PUT"] + r["PATCH"] + r["DELETE"] }
+
+// Reads sums GET (which includes LIST and WATCH).
+func (r Requests) Reads() float64 { return r["GET"] }
+
+func scrapeRequests(addr string) (Requests, error) {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("scraping the manager's metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scraping the manager's metrics: status %s", resp.Status)
+	}
+	return parseRequests(resp.Body)
+}
+
+// Memory is a process's resident set, in bytes.
+type Memory struct{ RSS, PeakRSS float64 }
+
+// parseProcStatus reads VmRSS and VmHWM out of /proc/<pid>/status.
+func parseProcStatus(r io.Reader) (Memory, error) {
+	var m Memory
+	var found int
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || (f[0] != "VmRSS:" && f[0] != "VmHWM:") {
+			continue
+		}
+		kib, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			return m, fmt.Errorf("malformed %s line: %w", f[0], err)
+		}
+		if f[0] == "VmRSS:" {
+			m.RSS = kib * 1024
+		} else {
+			m.PeakRSS = kib * 1024
+		}
+		found++
+	}
+	if err := sc.Err(); err != nil {
+		return m, err
+	}
+	if found != 2 {
+		return m, fmt.Errorf("VmRSS or VmHWM missing from the process status")
+	}
+	return m, nil
+}
+
+func processMemory(pid int) (Memory, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return Memory{}, err
+	}
+	defer f.Close()
+	return parseProcStatus(f)
+}
+
+// percentile returns the nearest-rank p-th percentile (0 < p <= 100) of ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	rank := int(math.Ceil(p / 100 * float64(len(s))))
+	if rank < 1 {
+		rank = 1
+	}
+	return s[rank-1]
+}
