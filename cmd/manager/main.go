@@ -1,0 +1,171 @@
+// Command manager runs the tcr-assistant controller (and, unless disabled, its validating
+// webhook) against the configured cluster, or, with --local-control-plane, against an embedded
+// etcd and kube-apiserver for trying it out ('make run').
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/tcr-assistant/tcr-assistant/admission"
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/controllers"
+	"github.com/tcr-assistant/tcr-assistant/internal/devcluster"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
+)
+
+// Defaults for talking to the API server: high enough that 1,000 namespaces converge in
+// seconds (the client-go defaults of 5 QPS / 10 burst would take minutes); the API server's
+// priority and fairness still protects it.
+const (
+	defaultQPS   = 1000
+	defaultBurst = 2000
+)
+
+type options struct {
+	metricsAddr, probeAddr         string
+	leaderElect                    bool
+	namespace                      string
+	qps                            float64
+	burst                          int
+	maxConcurrentReconciles        int
+	statusListLimit                int
+	enableWebhook                  bool
+	webhookPort                    int
+	webhookCertDir, webhookExtraSA string
+	localControlPlane              bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz endpoints bind to.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader with the Lease tcr-assistant-leader in --namespace, so that only one replica writes.")
+	flag.StringVar(&o.namespace, "namespace", "tcr-assistant-system", "The controller's own namespace: the leader Lease, the webhook certificate and the only namespace docker.passwordSecretRef may point into.")
+	flag.Float64Var(&o.qps, "kube-api-qps", defaultQPS, "Client-side limit of requests per second to the API server.")
+	flag.IntVar(&o.burst, "kube-api-burst", defaultBurst, "Client-side burst of requests to the API server.")
+	flag.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "Workers of the ImagePullSecret controller.")
+	flag.IntVar(&o.statusListLimit, "status-list-limit", controllers.DefaultStatusListLimit, "Maximum entries in each status list of an ImagePullSecret (the counters stay exact).")
+	flag.BoolVar(&o.enableWebhook, "enable-webhook", true, "Serve the validating webhook for ImagePullSecrets.")
+	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
+	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving certificate (tls.crt, tls.key).")
+	flag.StringVar(&o.webhookExtraSA, "webhook-extra-sans", "", "Comma-separated extra DNS names or IP addresses for the webhook serving certificate, for running out of cluster.")
+	flag.BoolVar(&o.localControlPlane, "local-control-plane", false, "Start an embedded etcd and kube-apiserver from bin/ with the CRDs, run against it and create demo objects ('make run' without a cluster).")
+	zapOpts := zap.Options{Development: true}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "Manager stopped with an error")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	log := ctrl.Log.WithName("setup")
+	var (
+		cfg *rest.Config
+		env *testenv.Env
+		err error
+	)
+	if o.localControlPlane {
+		log.Info("Starting the local control plane (etcd and kube-apiserver from bin/)")
+		if env, err = testenv.Start(); err != nil {
+			return err
+		}
+		defer func() {
+			if err := env.Stop(); err != nil {
+				log.Error(err, "Failed to stop the local control plane")
+			} else {
+				log.Info("Stopped the local control plane")
+			}
+		}()
+		cfg = rest.CopyConfig(env.Config)
+	} else if cfg, err = ctrl.GetConfig(); err != nil {
+		return fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+
+	mgrOpts := ctrl.Options{
+		Scheme:                  scheme(),
+		Cache:                   controllers.CacheOptions(o.namespace),
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "tcr-assistant-leader",
+		LeaderElectionNamespace: o.namespace,
+		// Give up the Lease at once on SIGTERM, so a new replica takes over without waiting for
+		// it to expire.
+		LeaderElectionReleaseOnCancel: true,
+	}
+	if o.enableWebhook {
+		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir})
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := controllers.New(controllers.Options{
+		Namespace:               o.namespace,
+		StatusListLimit:         o.statusListLimit,
+		MaxConcurrentReconciles: o.maxConcurrentReconciles,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ImagePullSecret controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	if o.enableWebhook {
+		ready, err := admission.Setup(mgr, admission.Options{Namespace: o.namespace, CertDir: o.webhookCertDir, ExtraSANs: splitList(o.webhookExtraSA)})
+		if err != nil {
+			return fmt.Errorf("setting up the validating webhook: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("webhook", ready); err != nil {
+			return err
+		}
+	}
+	if env != nil {
+		go func() {
+			if err := devcluster.Demo(ctx, env, mgr.GetCache(), o.namespace, os.Stdout); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error(err, "Failed to set up the demo objects")
+			}
+		}()
+	}
+	log.Info("Starting the manager", "namespace", o.namespace, "webhook", o.enableWebhook, "leaderElection", o.leaderElect)
+	return mgr.Start(ctx)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(tcrv1.AddToScheme(s))
+	return s
+}

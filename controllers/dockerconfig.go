@@ -1,0 +1,53 @@
+package controllers
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// dockerConfig is the kubernetes.io/dockerconfigjson document; its field order is the one the
+// original product writes, so that copies compare byte for byte.
+type dockerConfig struct {
+	Auths map[string]dockerAuth `json:"auths"`
+}
+
+type dockerAuth struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Auth     string `json:"auth"`
+}
+
+// renderDockerConfig returns the .dockerconfigjson of one registry login. Its errors never
+// contain the credential.
+func renderDockerConfig(server, username, password string) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(dockerConfig{Auths: map[string]dockerAuth{server: {
+		Username: username,
+		Password: password,
+		Auth:     base64.StdEncoding.EncodeToString([]byte(username + ":" + password)),
+	}}})
+	if err != nil {
+		return nil, fmt.Errorf("rendering the docker config for server %q failed", server)
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// secretData is what a distributed Secret must hold.
+type secretData struct {
+	dockerConfigJSON []byte
+}
+
+// matches reports whether a Secret holds exactly the desired type and data.
+func (d secretData) matches(s *corev1.Secret) bool {
+	if s.Type != corev1.SecretTypeDockerConfigJson || len(s.Data) != 1 {
+		return false
+	}
+	got, ok := s.Data[corev1.DockerConfigJsonKey]
+	return ok && bytes.Equal(got, d.dockerConfigJSON)
+}

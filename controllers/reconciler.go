@@ -1,0 +1,393 @@
+// Package controllers holds the ImagePullSecret reconciler: it distributes one registry
+// credential as a Secret to every matching namespace, references it from every matching
+// ServiceAccount, keeps both up to date, cleans up symmetrically and reports exact status.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/engine"
+)
+
+// FieldManager is the field manager name of every write this controller makes.
+const FieldManager = "tcr-assistant"
+
+// Defaults of Options, chosen so that 1,000 namespaces converge in seconds.
+const (
+	DefaultStatusListLimit         = 100
+	DefaultMaxConcurrentReconciles = 8
+	DefaultPassParallelism         = 16
+	// DefaultStatusDelay coalesces the status passes that a burst of Secret, ServiceAccount and
+	// Namespace events asks for into at most one per delay and ImagePullSecret.
+	DefaultStatusDelay = time.Second
+	// foreignRecheck is how often a namespace whose Secret name is held by a foreign Secret is
+	// checked again: that Secret is outside the label-filtered cache, so no event tells us.
+	foreignRecheck = time.Minute
+)
+
+// Options configures the reconciler.
+type Options struct {
+	// Namespace is the controller's own namespace, the only one passwordSecretRef may point to.
+	Namespace string
+	// StatusListLimit caps status.secretUpdateSuccessful, serviceAccountsModifySuccessful and
+	// failures.
+	StatusListLimit int
+	// MaxConcurrentReconciles is the number of workers of the controller's queue.
+	MaxConcurrentReconciles int
+	// PassParallelism is the number of namespaces a full pass syncs at the same time.
+	PassParallelism int
+	// StatusDelay is how long a status pass waits after the event that asked for it.
+	StatusDelay time.Duration
+}
+
+// Reconciler reconciles ImagePullSecrets.
+//
+// Its queue holds two kinds of keys. {Name: cr} is a full pass over one ImagePullSecret: the
+// finalizer, every namespace (from the cache, writing only what differs, in parallel) and the
+// one status write. {Namespace: ns, Name: cr} is the pair (ImagePullSecret, namespace): a
+// namespace or ServiceAccount that appears or changes is served by that small pass at once,
+// without waiting behind, or triggering, a walk over every namespace; its status pass follows
+// after StatusDelay, coalesced with others.
+type Reconciler struct {
+	client   client.Client
+	reader   client.Reader
+	recorder events.EventRecorder
+	rules    *engine.Cache
+	opts     Options
+
+	tracker *tracker
+	memory  *memory
+	locks   pairLocks
+
+	mu    sync.Mutex
+	names map[string]types.UID // ImagePullSecret name -> UID, to forget a deleted one
+}
+
+// +kubebuilder:rbac:groups=tcr.tencentcloudcr.com,resources=imagepullsecrets,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=tcr.tencentcloudcr.com,resources=imagepullsecrets/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tcr.tencentcloudcr.com,resources=imagepullsecrets/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
+
+// New returns a Reconciler; call SetupWithManager to start it.
+func New(opts Options) *Reconciler {
+	if opts.StatusListLimit <= 0 {
+		opts.StatusListLimit = DefaultStatusListLimit
+	}
+	if opts.MaxConcurrentReconciles <= 0 {
+		opts.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
+	}
+	if opts.PassParallelism <= 0 {
+		opts.PassParallelism = DefaultPassParallelism
+	}
+	if opts.StatusDelay <= 0 {
+		opts.StatusDelay = DefaultStatusDelay
+	}
+	return &Reconciler{
+		opts:    opts,
+		rules:   engine.NewCache(),
+		tracker: newTracker(),
+		memory:  newMemory(),
+		names:   map[string]types.UID{},
+	}
+}
+
+// SetupWithManager registers the reconciler and its watches with mgr, whose cache must have been
+// configured with CacheOptions.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.client = client.WithFieldOwner(mgr.GetClient(), FieldManager)
+	r.reader = mgr.GetAPIReader()
+	r.recorder = mgr.GetEventRecorder(FieldManager)
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("imagepullsecret").
+		For(&tcrv1.ImagePullSecret{}).
+		WatchesMetadata(&corev1.Namespace{}, r.namespaceHandler()).
+		Watches(&corev1.ServiceAccount{}, r.serviceAccountHandler()).
+		Watches(&corev1.Secret{}, r.secretHandler()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
+		Complete(r)
+}
+
+// Reconcile dispatches a key to the full pass or the pair pass.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if req.Namespace == "" {
+		return r.reconcileImagePullSecret(ctx, req.Name)
+	}
+	return r.reconcilePair(ctx, req.Name, req.Namespace)
+}
+
+// invalid is a user misconfiguration: it sets Ready=False and is not retried.
+type invalid struct{ reason, message string }
+
+// prepare compiles the rule of ips and renders its Secret content.
+func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*target, *invalid, error) {
+	rule, errs := r.rules.Get(ips)
+	if len(errs) > 0 {
+		return nil, &invalid{reason: "InvalidSpec", message: describe(errs)}, nil
+	}
+	password := ips.Spec.Docker.Password
+	if ref := ips.Spec.Docker.PasswordSecretRef; ref != nil {
+		s := &corev1.Secret{}
+		if err := r.client.Get(ctx, types.NamespacedName{Namespace: r.opts.Namespace, Name: ref.Name}, s); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, &invalid{reason: "PasswordSecretNotFound", message: fmt.Sprintf(
+					"Secret %s/%s named by docker.passwordSecretRef does not exist", r.opts.Namespace, ref.Name)}, nil
+			}
+			return nil, nil, fmt.Errorf("reading Secret %s/%s named by docker.passwordSecretRef: %w", r.opts.Namespace, ref.Name, err)
+		}
+		v, ok := s.Data[ref.Key]
+		if !ok {
+			return nil, &invalid{reason: "PasswordKeyNotFound", message: fmt.Sprintf(
+				"Secret %s/%s named by docker.passwordSecretRef has no key %q", r.opts.Namespace, ref.Name, ref.Key)}, nil
+		}
+		password = string(v)
+	}
+	data, err := renderDockerConfig(ips.Spec.Docker.Server, ips.Spec.Docker.Username, password)
+	if err != nil {
+		return nil, &invalid{reason: "InvalidSpec", message: err.Error()}, nil
+	}
+	return &target{ips: ips, rule: rule, data: secretData{dockerConfigJSON: data}}, nil, nil
+}
+
+// describe renders field errors without their values, which could be credentials.
+func describe(errs field.ErrorList) string {
+	msgs := make([]string, 0, len(errs))
+	for _, e := range errs {
+		msg := e.Field + ": " + e.Type.String()
+		if e.Detail != "" {
+			msg += ": " + e.Detail
+		}
+		msgs = append(msgs, msg)
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// reconcilePair syncs one namespace for one ImagePullSecret.
+func (r *Reconciler) reconcilePair(ctx context.Context, name, namespace string) (ctrl.Result, error) {
+	ips := &tcrv1.ImagePullSecret{}
+	if err := r.client.Get(ctx, types.NamespacedName{Name: name}, ips); err != nil {
+		if apierrors.IsNotFound(err) {
+			// A Secret of a deleted ImagePullSecret outlived its cleanup (a race with the
+			// finalizer): remove it and its references.
+			defer r.locks.lock(name, namespace)()
+			return ctrl.Result{}, r.cleanNamespace(ctx, name, "", namespace)
+		}
+		return ctrl.Result{}, err
+	}
+	if !ips.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(ips, tcrv1.Finalizer) {
+		return ctrl.Result{}, nil // the full pass owns the finalizer and the cleanup
+	}
+	t, bad, err := r.prepare(ctx, ips)
+	if err != nil || bad != nil {
+		return ctrl.Result{}, err
+	}
+	ns := namespaceObject()
+	if err := r.client.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	res, err := r.syncNamespace(ctx, t, ns)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if res.foreign {
+		return ctrl.Result{RequeueAfter: foreignRecheck}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+func namespaceObject() *metav1.PartialObjectMetadata {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return ns
+}
+
+// reconcileImagePullSecret is the full pass over one ImagePullSecret.
+func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	ips := &tcrv1.ImagePullSecret{}
+	if err := r.client.Get(ctx, types.NamespacedName{Name: name}, ips); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	r.mu.Lock()
+	r.names[ips.Name] = ips.UID
+	r.mu.Unlock()
+	if !ips.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, ips)
+	}
+	if !controllerutil.ContainsFinalizer(ips, tcrv1.Finalizer) {
+		orig := ips.DeepCopy()
+		controllerutil.AddFinalizer(ips, tcrv1.Finalizer)
+		if err := r.client.Patch(ctx, ips, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding the finalizer to ImagePullSecret %s: %w", name, err)
+		}
+	}
+
+	t, bad, err := r.prepare(ctx, ips)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if bad != nil {
+		st := ips.Status.DeepCopy()
+		st.ObservedGeneration = ips.Generation
+		setReady(st, ips.Generation, metav1.ConditionFalse, bad.reason, bad.message)
+		if r.memory.report(targetKey{uid: ips.UID, kind: "ImagePullSecret", name: ips.Name}, bad.reason) {
+			r.recorder.Eventf(ips, nil, corev1.EventTypeWarning, bad.reason, "Distribute", "%s", bad.message)
+		}
+		return ctrl.Result{}, r.writeStatus(ctx, ips, st)
+	}
+	r.memory.resolved(targetKey{uid: ips.UID, kind: "ImagePullSecret", name: ips.Name})
+
+	nsList := &metav1.PartialObjectMetadataList{}
+	nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := r.client.List(ctx, nsList, client.UnsafeDisableDeepCopy); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing namespaces from the cache: %w", err)
+	}
+	results := make([]nsResult, len(nsList.Items))
+	errs := make([]error, len(nsList.Items))
+	parallel(r.opts.PassParallelism, len(nsList.Items), func(i int) {
+		results[i], errs[i] = r.syncNamespace(ctx, t, &nsList.Items[i])
+	})
+	st, ready := r.buildStatus(ips, results)
+	wasReady := isReady(&ips.Status)
+	if err := r.writeStatus(ctx, ips, st); err != nil {
+		return ctrl.Result{}, err
+	}
+	setGauges(ips.Name, st.SecretsDesired, st.SecretsSuccess, st.SAsDesired, st.SAsSuccess)
+	if ready && !wasReady {
+		r.recorder.Eventf(ips, nil, corev1.EventTypeNormal, "Distributed", "Distribute",
+			"Secret %s is in %d namespaces and referenced by %d ServiceAccounts", ips.SecretName(), st.SecretsSuccess, st.SAsSuccess)
+		log.Info("Distributed ImagePullSecret", "imagePullSecret", ips.Name,
+			"secrets", st.SecretsSuccess, "serviceAccounts", st.SAsSuccess)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, res := range results {
+		if res.foreign {
+			return ctrl.Result{RequeueAfter: foreignRecheck}, nil
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// parallel runs fn(0..n-1) on at most workers goroutines.
+func parallel(workers, n int, fn func(int)) {
+	if workers > n {
+		workers = n
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// writeStatus writes st as the status of ips, unless it is what the API server already holds.
+func (r *Reconciler) writeStatus(ctx context.Context, ips *tcrv1.ImagePullSecret, st *tcrv1.ImagePullSecretStatus) error {
+	if statusEqual(&ips.Status, st) {
+		return nil
+	}
+	orig := ips.DeepCopy()
+	ips.Status = *st
+	if err := r.client.Status().Patch(ctx, ips, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("writing the status of ImagePullSecret %s: %w", ips.Name, err)
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("Updated status of ImagePullSecret", "imagePullSecret", ips.Name,
+		"secretsDesired", st.SecretsDesired, "secretsSuccess", st.SecretsSuccess,
+		"sAsDesired", st.SAsDesired, "sAsSuccess", st.SAsSuccess)
+	return nil
+}
+
+// finalize removes every Secret and reference ips made, then its finalizer.
+func (r *Reconciler) finalize(ctx context.Context, ips *tcrv1.ImagePullSecret) error {
+	if !controllerutil.ContainsFinalizer(ips, tcrv1.Finalizer) {
+		return nil
+	}
+	// The Secrets from the API server, not the cache: a Secret created a moment ago must go too.
+	secrets := &corev1.SecretList{}
+	if err := r.reader.List(ctx, secrets, client.MatchingLabels{
+		tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: ips.Name,
+	}); err != nil {
+		return fmt.Errorf("listing the Secrets of ImagePullSecret %s: %w", ips.Name, err)
+	}
+	errs := make([]error, len(secrets.Items))
+	parallel(r.opts.PassParallelism, len(secrets.Items), func(i int) {
+		errs[i] = r.deleteSecret(ctx, &secrets.Items[i])
+	})
+	sas := &corev1.ServiceAccountList{}
+	if err := r.client.List(ctx, sas, client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("listing ServiceAccounts from the cache: %w", err)
+	}
+	secretName := ips.SecretName()
+	var refs []*corev1.ServiceAccount
+	for i := range sas.Items {
+		o := r.tracker.overlay(kindServiceAccount, sas.Items[i].Namespace, sas.Items[i].Name, &sas.Items[i])
+		if sa, ok := o.(*corev1.ServiceAccount); ok && sa != nil && slices.ContainsFunc(sa.ImagePullSecrets,
+			func(ref corev1.LocalObjectReference) bool { return ref.Name == secretName }) {
+			refs = append(refs, sa)
+		}
+	}
+	saErrs := make([]error, len(refs))
+	parallel(r.opts.PassParallelism, len(refs), func(i int) {
+		_, saErrs[i] = r.patchServiceAccount(ctx, refs[i], secretName, false)
+	})
+	if err := errors.Join(append(errs, saErrs...)...); err != nil {
+		return err
+	}
+	orig := ips.DeepCopy()
+	controllerutil.RemoveFinalizer(ips, tcrv1.Finalizer)
+	if err := r.client.Patch(ctx, ips, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Cleaned up ImagePullSecret", "imagePullSecret", ips.Name,
+		"secrets", len(secrets.Items), "serviceAccounts", len(refs))
+	r.forget(ips.Name)
+	return nil
+}
+
+// forget drops everything kept in memory about a deleted ImagePullSecret.
+func (r *Reconciler) forget(name string) {
+	r.mu.Lock()
+	uid, ok := r.names[name]
+	delete(r.names, name)
+	r.mu.Unlock()
+	if ok {
+		r.rules.Forget(uid)
+		r.memory.forgetCR(uid)
+	}
+	deleteGauges(name)
+}

@@ -1,0 +1,133 @@
+package controllers
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+)
+
+// ConditionReady is the condition summarising an ImagePullSecret.
+const ConditionReady = "Ready"
+
+type successEntry struct {
+	nn       string
+	key      targetKey
+	fallback metav1.Time
+}
+
+// buildStatus computes the status of ips from the results of a full pass: exact counters, the
+// success lists sorted and capped, the failures sorted and capped, and the Ready condition. The
+// updatedAt of a target is when this controller last wrote it, else what the status already
+// said, else the creation of the Secret: it never moves on a pass that wrote nothing.
+func (r *Reconciler) buildStatus(ips *tcrv1.ImagePullSecret, results []nsResult) (*tcrv1.ImagePullSecretStatus, bool) {
+	st := &tcrv1.ImagePullSecretStatus{
+		ObservedGeneration: ips.Generation,
+		Conditions:         slices.Clone(ips.Status.Conditions),
+	}
+	secretName := ips.SecretName()
+	var secrets, sas []successEntry
+	var failures []tcrv1.TargetFailure
+	for i := range results {
+		res := &results[i]
+		failures = append(failures, res.failures...)
+		if res.secretDesired {
+			st.SecretsDesired++
+			if res.secretOK {
+				st.SecretsSuccess++
+				secrets = append(secrets, successEntry{
+					nn:       res.namespace + "/" + secretName,
+					key:      targetKey{uid: ips.UID, kind: kindSecret, namespace: res.namespace, name: secretName},
+					fallback: res.secretCreated,
+				})
+			}
+		}
+		for _, sa := range res.sas {
+			st.SAsDesired++
+			if sa.ok {
+				st.SAsSuccess++
+				sas = append(sas, successEntry{
+					nn:       res.namespace + "/" + sa.name,
+					key:      targetKey{uid: ips.UID, kind: kindServiceAccount, namespace: res.namespace, name: sa.name},
+					fallback: res.secretCreated,
+				})
+			}
+		}
+	}
+	limit := r.opts.StatusListLimit
+	st.SecretUpdateSuccessful = r.successList(secrets, ips.Status.SecretUpdateSuccessful, limit)
+	st.ServiceAccountsModifySuccessful = r.successList(sas, ips.Status.ServiceAccountsModifySuccessful, limit)
+	slices.SortFunc(failures, func(a, b tcrv1.TargetFailure) int {
+		return cmp.Or(cmp.Compare(a.NamespacedName, b.NamespacedName), cmp.Compare(a.Kind, b.Kind))
+	})
+	if len(failures) > limit {
+		failures = failures[:limit]
+	}
+	st.Failures = failures
+
+	ready := len(failures) == 0 && st.SecretsSuccess == st.SecretsDesired && st.SAsSuccess == st.SAsDesired
+	switch {
+	case ready:
+		setReady(st, ips.Generation, metav1.ConditionTrue, "Distributed", fmt.Sprintf(
+			"Secret %s is up to date in %d namespaces and referenced by %d ServiceAccounts",
+			secretName, st.SecretsSuccess, st.SAsSuccess))
+	case len(failures) > 0:
+		n := 0
+		for i := range results {
+			n += len(results[i].failures)
+		}
+		setReady(st, ips.Generation, metav1.ConditionFalse, "TargetsFailed", fmt.Sprintf(
+			"%d targets failed, see status.failures; %d of %d Secrets and %d of %d ServiceAccounts are up to date",
+			n, st.SecretsSuccess, st.SecretsDesired, st.SAsSuccess, st.SAsDesired))
+	default:
+		setReady(st, ips.Generation, metav1.ConditionFalse, "Progressing", fmt.Sprintf(
+			"%d of %d Secrets and %d of %d ServiceAccounts are up to date",
+			st.SecretsSuccess, st.SecretsDesired, st.SAsSuccess, st.SAsDesired))
+	}
+	return st, ready
+}
+
+func (r *Reconciler) successList(entries []successEntry, previous []tcrv1.TargetUpdate, limit int) []tcrv1.TargetUpdate {
+	if len(entries) == 0 {
+		return nil
+	}
+	slices.SortFunc(entries, func(a, b successEntry) int { return cmp.Compare(a.nn, b.nn) })
+	if len(entries) > limit {
+		entries = entries[:limit]
+	}
+	prev := make(map[string]metav1.Time, len(previous))
+	for _, p := range previous {
+		prev[p.NamespacedName] = p.UpdatedAt
+	}
+	out := make([]tcrv1.TargetUpdate, len(entries))
+	for i, e := range entries {
+		at, ok := r.memory.writtenAt(e.key)
+		if !ok {
+			if at, ok = prev[e.nn]; !ok {
+				at = e.fallback
+			}
+		}
+		out[i] = tcrv1.TargetUpdate{NamespacedName: e.nn, UpdatedAt: at}
+	}
+	return out
+}
+
+func setReady(st *tcrv1.ImagePullSecretStatus, generation int64, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type: ConditionReady, Status: status, Reason: reason, Message: message, ObservedGeneration: generation,
+	})
+}
+
+func isReady(st *tcrv1.ImagePullSecretStatus) bool {
+	return meta.IsStatusConditionTrue(st.Conditions, ConditionReady)
+}
+
+// statusEqual compares two statuses as the API server stores them (times at second precision).
+func statusEqual(a, b *tcrv1.ImagePullSecretStatus) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}

@@ -1,0 +1,437 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/engine"
+)
+
+const (
+	kindSecret         = "Secret"
+	kindServiceAccount = "ServiceAccount"
+
+	// maxConflictRetries bounds the re-read-and-retry loop of a write refused with 409 Conflict.
+	maxConflictRetries = 5
+)
+
+// Failure reasons reported in status.failures and in Events.
+const (
+	ReasonSecretNotOwned       = "SecretNotOwned"
+	ReasonWriteFailed          = "WriteFailed"
+	ReasonRuleEvaluationFailed = "RuleEvaluationFailed"
+)
+
+// target is one ImagePullSecret ready to be applied: its compiled rule and the Secret content.
+type target struct {
+	ips  *tcrv1.ImagePullSecret
+	rule *engine.Rule
+	data secretData
+}
+
+// nsResult is the state of one namespace for one ImagePullSecret after a sync.
+type nsResult struct {
+	namespace     string
+	secretDesired bool
+	secretOK      bool
+	secretCreated metav1.Time
+	sas           []saResult // the matching ServiceAccounts only
+	failures      []tcrv1.TargetFailure
+	foreign       bool
+}
+
+type saResult struct {
+	name string
+	ok   bool
+}
+
+// pairLocks serialises work on one (ImagePullSecret, namespace) pair, so that a full pass and a
+// single-namespace pass never write the same objects at the same time.
+type pairLocks [256]sync.Mutex
+
+func (l *pairLocks) lock(ips, namespace string) func() {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(ips))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(namespace))
+	m := &l[h.Sum32()%uint32(len(l))]
+	m.Lock()
+	return m.Unlock
+}
+
+func nsFacts(ns *metav1.PartialObjectMetadata) engine.Namespace {
+	return engine.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
+}
+
+func saFacts(sa *corev1.ServiceAccount) engine.ServiceAccount {
+	return engine.ServiceAccount{Name: sa.Name, Namespace: sa.Namespace, Labels: sa.Labels, Annotations: sa.Annotations}
+}
+
+// syncNamespace brings one namespace in line with one ImagePullSecret: the Secret and the
+// ServiceAccount references where it matches, neither where it does not. It reads only the
+// caches and writes only what differs.
+func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.PartialObjectMetadata) (nsResult, error) {
+	defer r.locks.lock(t.ips.Name, ns.Name)()
+	res := nsResult{namespace: ns.Name}
+	if ns.DeletionTimestamp != nil {
+		return res, nil // terminating: skipped, never written
+	}
+	secretName := t.ips.SecretName()
+	match, err := t.rule.MatchNamespace(nsFacts(ns))
+	if err != nil {
+		res.failures = append(res.failures, tcrv1.TargetFailure{
+			Kind: kindSecret, NamespacedName: ns.Name + "/" + secretName, Reason: ReasonRuleEvaluationFailed,
+			Message: fmt.Sprintf("evaluating the namespace rule failed: %v", err),
+		})
+		return res, nil
+	}
+	if !match {
+		return res, r.cleanNamespace(ctx, t.ips.Name, t.ips.UID, ns.Name)
+	}
+
+	res.secretDesired = true
+	secret, failure, err := r.ensureSecret(ctx, t, ns.Name)
+	switch {
+	case err != nil:
+		res.failures = append(res.failures, tcrv1.TargetFailure{
+			Kind: kindSecret, NamespacedName: ns.Name + "/" + secretName, Reason: ReasonWriteFailed, Message: err.Error(),
+		})
+	case failure != nil:
+		res.failures = append(res.failures, *failure)
+		res.foreign = failure.Reason == ReasonSecretNotOwned
+	case secret != nil:
+		res.secretOK = true
+		res.secretCreated = secret.CreationTimestamp
+	}
+
+	sas, err := r.serviceAccounts(ctx, ns.Name)
+	if err != nil {
+		return res, err
+	}
+	var errs []error
+	for _, sa := range sas {
+		want, err := t.rule.MatchServiceAccount(nsFacts(ns), saFacts(sa))
+		if err != nil {
+			res.failures = append(res.failures, tcrv1.TargetFailure{
+				Kind: kindServiceAccount, NamespacedName: sa.Namespace + "/" + sa.Name, Reason: ReasonRuleEvaluationFailed,
+				Message: fmt.Sprintf("evaluating the ServiceAccount rule failed: %v", err),
+			})
+			continue
+		}
+		if want && !res.secretOK {
+			// Never point a ServiceAccount at a Secret we do not hold (or a foreign one).
+			res.sas = append(res.sas, saResult{name: sa.Name, ok: false})
+			continue
+		}
+		changed, err := r.patchServiceAccount(ctx, sa, secretName, want)
+		if err != nil {
+			errs = append(errs, err)
+			if want {
+				res.sas = append(res.sas, saResult{name: sa.Name})
+				res.failures = append(res.failures, tcrv1.TargetFailure{
+					Kind: kindServiceAccount, NamespacedName: sa.Namespace + "/" + sa.Name, Reason: ReasonWriteFailed, Message: err.Error(),
+				})
+			}
+			continue
+		}
+		key := targetKey{uid: t.ips.UID, kind: kindServiceAccount, namespace: sa.Namespace, name: sa.Name}
+		if want {
+			res.sas = append(res.sas, saResult{name: sa.Name, ok: true})
+			if changed {
+				r.memory.wrote(key, now())
+			}
+		} else if changed {
+			r.memory.forgetTarget(key)
+		}
+	}
+	if len(errs) > 0 {
+		return res, errs[0]
+	}
+	return res, nil
+}
+
+func now() metav1.Time { return metav1.NewTime(time.Now().Truncate(time.Second)) }
+
+// serviceAccounts lists the ServiceAccounts of a namespace from the cache, overlaid with this
+// controller's own recent writes. The objects are shared with the cache: never modify them.
+func (r *Reconciler) serviceAccounts(ctx context.Context, namespace string) ([]*corev1.ServiceAccount, error) {
+	list := &corev1.ServiceAccountList{}
+	if err := r.client.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing ServiceAccounts in namespace %s: %w", namespace, err)
+	}
+	out := make([]*corev1.ServiceAccount, 0, len(list.Items))
+	for i := range list.Items {
+		if o := r.tracker.overlay(kindServiceAccount, namespace, list.Items[i].Name, &list.Items[i]); o != nil {
+			out = append(out, o.(*corev1.ServiceAccount))
+		}
+	}
+	return out, nil
+}
+
+// cachedSecret returns the labelled Secret namespace/name from the cache overlaid with this
+// controller's recent writes, or nil.
+func (r *Reconciler) cachedSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	var cached client.Object = s
+	if err := r.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("reading Secret %s/%s from the cache: %w", namespace, name, err)
+		}
+		cached = nil
+	}
+	o := r.tracker.overlay(kindSecret, namespace, name, cached)
+	if o == nil {
+		return nil, nil
+	}
+	return o.(*corev1.Secret), nil
+}
+
+// owns reports whether s is the Secret distributed for ips (possibly by an earlier incarnation
+// of an ImagePullSecret of the same name, whose Secret is then re-owned).
+func owns(ips *tcrv1.ImagePullSecret, s *corev1.Secret) bool {
+	if s.Labels[tcrv1.ManagedByLabel] != tcrv1.ManagedByValue || s.Labels[tcrv1.OwnerLabel] != ips.Name {
+		return false
+	}
+	ref := metav1.GetControllerOf(s)
+	return ref != nil && ref.Kind == "ImagePullSecret" && ref.Name == ips.Name &&
+		ref.APIVersion == tcrv1.GroupVersion.String()
+}
+
+func (r *Reconciler) desiredSecret(t *target, namespace string) *corev1.Secret {
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      t.ips.SecretName(),
+			Namespace: namespace,
+			Labels:    map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: t.ips.Name},
+		},
+		Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: t.data.dockerConfigJSON},
+	}
+	s.OwnerReferences = []metav1.OwnerReference{controllerRef(t.ips)}
+	return s
+}
+
+func controllerRef(ips *tcrv1.ImagePullSecret) metav1.OwnerReference {
+	yes := true
+	return metav1.OwnerReference{
+		APIVersion: tcrv1.GroupVersion.String(), Kind: "ImagePullSecret", Name: ips.Name, UID: ips.UID,
+		Controller: &yes, BlockOwnerDeletion: &yes,
+	}
+}
+
+func hasControllerRef(s *corev1.Secret, ips *tcrv1.ImagePullSecret) bool {
+	ref := metav1.GetControllerOf(s)
+	return ref != nil && ref.UID == ips.UID
+}
+
+// ensureSecret makes the Secret of t exist in namespace with the desired content. It returns the
+// Secret, or a failure when a foreign Secret holds the name, or an error.
+func (r *Reconciler) ensureSecret(ctx context.Context, t *target, namespace string) (*corev1.Secret, *tcrv1.TargetFailure, error) {
+	name := t.ips.SecretName()
+	key := targetKey{uid: t.ips.UID, kind: kindSecret, namespace: namespace, name: name}
+	cur, err := r.cachedSecret(ctx, namespace, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cur == nil && r.memory.isForeign(key) {
+		// A foreign Secret is not in our label-filtered cache: check it with a read, not a create.
+		live := &corev1.Secret{}
+		switch err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, live); {
+		case apierrors.IsNotFound(err):
+			r.memory.setForeign(key, false)
+		case err != nil:
+			return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+		case !owns(t.ips, live):
+			return nil, r.foreignSecret(ctx, t, key), nil
+		default:
+			r.memory.setForeign(key, false)
+			cur = live
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		if cur == nil {
+			s := r.desiredSecret(t, namespace)
+			err := r.client.Create(ctx, s)
+			if err == nil {
+				r.tracker.wrote(kindSecret, s)
+				r.memory.wrote(key, now())
+				r.memory.resolved(key)
+				ctrl.LoggerFrom(ctx).V(1).Info("Created Secret", "secret", namespace+"/"+name)
+				return s, nil, nil
+			}
+			if !apierrors.IsAlreadyExists(err) || attempt >= maxConflictRetries {
+				return nil, nil, fmt.Errorf("creating Secret %s/%s: %w", namespace, name, err)
+			}
+			live := &corev1.Secret{}
+			if err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, live); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue
+				}
+				return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+			}
+			if !owns(t.ips, live) {
+				r.memory.setForeign(key, true)
+				return nil, r.foreignSecret(ctx, t, key), nil
+			}
+			cur = live
+			continue
+		}
+		if !owns(t.ips, cur) {
+			return nil, r.foreignSecret(ctx, t, key), nil
+		}
+		if cur.Type != corev1.SecretTypeDockerConfigJson {
+			// The type is immutable: replace the Secret.
+			uid := cur.UID
+			if err := r.client.Delete(ctx, cur, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
+				return nil, nil, fmt.Errorf("deleting Secret %s/%s of the wrong type: %w", namespace, name, err)
+			}
+			r.tracker.deleted(kindSecret, cur)
+			cur = nil
+			continue
+		}
+		if t.data.matches(cur) && hasControllerRef(cur, t.ips) {
+			r.memory.resolved(key)
+			return cur, nil, nil
+		}
+		orig := cur.DeepCopy()
+		cur = cur.DeepCopy()
+		cur.Data = map[string][]byte{corev1.DockerConfigJsonKey: t.data.dockerConfigJSON}
+		cur.OwnerReferences = []metav1.OwnerReference{controllerRef(t.ips)}
+		err := r.client.Patch(ctx, cur, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		if err == nil {
+			cur.ManagedFields = nil
+			r.tracker.wrote(kindSecret, cur)
+			r.memory.wrote(key, now())
+			r.memory.resolved(key)
+			ctrl.LoggerFrom(ctx).V(1).Info("Updated Secret", "secret", namespace+"/"+name)
+			return cur, nil, nil
+		}
+		if !(apierrors.IsConflict(err) || apierrors.IsNotFound(err)) || attempt >= maxConflictRetries {
+			return nil, nil, fmt.Errorf("updating Secret %s/%s: %w", namespace, name, err)
+		}
+		live := &corev1.Secret{}
+		if err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, live); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+			}
+			live = nil
+		}
+		cur = live
+	}
+}
+
+// foreignSecret reports that a Secret this controller does not own holds the name, with one
+// Event per occurrence.
+func (r *Reconciler) foreignSecret(ctx context.Context, t *target, key targetKey) *tcrv1.TargetFailure {
+	nn := key.namespace + "/" + key.name
+	f := &tcrv1.TargetFailure{
+		Kind: kindSecret, NamespacedName: nn, Reason: ReasonSecretNotOwned,
+		Message: fmt.Sprintf("Secret %s exists and is not managed by this ImagePullSecret; it was left untouched: delete or rename it to let tcr-assistant create its own", nn),
+	}
+	if r.memory.report(key, ReasonSecretNotOwned) {
+		r.recorder.Eventf(t.ips, nil, corev1.EventTypeWarning, ReasonSecretNotOwned, "Distribute",
+			"Secret %s exists and is not managed by this ImagePullSecret; it was left untouched", nn)
+		ctrl.LoggerFrom(ctx).Info("Skipped foreign Secret", "secret", nn)
+	}
+	return f
+}
+
+// patchServiceAccount adds (want) or removes (!want) the reference to secretName in the
+// imagePullSecrets of sa, keeping every other entry in order and never adding a duplicate. The
+// list is atomic, so the write is a merge patch guarded by resourceVersion, re-read and retried
+// on conflict. sa may be shared with the cache and is not modified.
+func (r *Reconciler) patchServiceAccount(ctx context.Context, sa *corev1.ServiceAccount, secretName string, want bool) (bool, error) {
+	cur := sa
+	for attempt := 0; ; attempt++ {
+		has := slices.ContainsFunc(cur.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == secretName })
+		if has == want {
+			return false, nil
+		}
+		orig := cur
+		cur = cur.DeepCopy()
+		if want {
+			cur.ImagePullSecrets = append(cur.ImagePullSecrets, corev1.LocalObjectReference{Name: secretName})
+		} else {
+			cur.ImagePullSecrets = slices.DeleteFunc(cur.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == secretName })
+		}
+		err := r.client.Patch(ctx, cur, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		if err == nil {
+			cur.ManagedFields, cur.Secrets = nil, nil
+			r.tracker.wrote(kindServiceAccount, cur)
+			verb := "Added"
+			if !want {
+				verb = "Removed"
+			}
+			ctrl.LoggerFrom(ctx).V(1).Info(verb+" image pull secret reference on ServiceAccount",
+				"serviceAccount", cur.Namespace+"/"+cur.Name, "secret", secretName)
+			return true, nil
+		}
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if !apierrors.IsConflict(err) || attempt >= maxConflictRetries {
+			return false, fmt.Errorf("patching imagePullSecrets of ServiceAccount %s/%s: %w", sa.Namespace, sa.Name, err)
+		}
+		fresh := &corev1.ServiceAccount{}
+		if err := r.reader.Get(ctx, client.ObjectKeyFromObject(sa), fresh); err != nil {
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			return false, fmt.Errorf("reading ServiceAccount %s/%s: %w", sa.Namespace, sa.Name, err)
+		}
+		cur = fresh
+	}
+}
+
+// cleanNamespace removes, in one namespace, the Secret of the ImagePullSecret named ips (only if
+// it owns it) and its reference from every ServiceAccount there.
+func (r *Reconciler) cleanNamespace(ctx context.Context, ips string, uid types.UID, namespace string) error {
+	secretName := tcrv1.SecretNamePrefix + ips
+	s, err := r.cachedSecret(ctx, namespace, secretName)
+	if err != nil {
+		return err
+	}
+	if s != nil && s.Labels[tcrv1.ManagedByLabel] == tcrv1.ManagedByValue && s.Labels[tcrv1.OwnerLabel] == ips {
+		if err := r.deleteSecret(ctx, s); err != nil {
+			return err
+		}
+	}
+	if uid != "" {
+		r.memory.forgetTarget(targetKey{uid: uid, kind: kindSecret, namespace: namespace, name: secretName})
+	}
+	sas, err := r.serviceAccounts(ctx, namespace)
+	if err != nil {
+		return err
+	}
+	for _, sa := range sas {
+		if _, err := r.patchServiceAccount(ctx, sa, secretName, false); err != nil {
+			return err
+		}
+		if uid != "" {
+			r.memory.forgetTarget(targetKey{uid: uid, kind: kindServiceAccount, namespace: namespace, name: sa.Name})
+		}
+	}
+	return nil
+}
+
+func (r *Reconciler) deleteSecret(ctx context.Context, s *corev1.Secret) error {
+	uid := s.UID
+	if err := r.client.Delete(ctx, s, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting Secret %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	r.tracker.deleted(kindSecret, s)
+	ctrl.LoggerFrom(ctx).V(1).Info("Deleted Secret", "secret", s.Namespace+"/"+s.Name)
+	return nil
+}

@@ -1,0 +1,108 @@
+package controllers
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// expectationTTL bounds how long a write is remembered when its watch event never arrives
+// (e.g. the object was deleted by someone else before the cache saw our write).
+const expectationTTL = 30 * time.Second
+
+// tracker remembers the objects this controller wrote until the informer cache has caught up
+// with them. Reads overlay it on the cache so that a pass that runs right after another one
+// does not write again what the cache does not show yet: this is what keeps the number of API
+// writes at the minimum during a burst.
+type tracker struct {
+	mu   sync.Mutex
+	objs map[trackKey]expectation
+}
+
+type trackKey struct {
+	kind, namespace, name string
+}
+
+type expectation struct {
+	obj     client.Object // the object as the API server returned it; nil after a delete
+	rv      uint64        // its resourceVersion (after a delete: the one we deleted)
+	expires time.Time
+}
+
+func newTracker() *tracker { return &tracker{objs: map[trackKey]expectation{}} }
+
+func resourceVersion(obj client.Object) (uint64, bool) {
+	rv, err := strconv.ParseUint(obj.GetResourceVersion(), 10, 64)
+	return rv, err == nil
+}
+
+// wrote records obj as the API server returned it from a create, update or patch.
+func (t *tracker) wrote(kind string, obj client.Object) {
+	rv, ok := resourceVersion(obj)
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.objs[trackKey{kind, obj.GetNamespace(), obj.GetName()}] = expectation{obj: obj, rv: rv, expires: time.Now().Add(expectationTTL)}
+}
+
+// deleted records that obj, as last seen, was deleted.
+func (t *tracker) deleted(kind string, obj client.Object) {
+	rv, _ := resourceVersion(obj)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.objs[trackKey{kind, obj.GetNamespace(), obj.GetName()}] = expectation{rv: rv, expires: time.Now().Add(expectationTTL)}
+}
+
+// observed is called with every object the cache delivers; it forgets expectations the cache has
+// caught up with. gone is true for delete events.
+func (t *tracker) observed(kind string, obj client.Object, gone bool) {
+	k := trackKey{kind, obj.GetNamespace(), obj.GetName()}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.objs[k]
+	if !ok {
+		return
+	}
+	if rv, ok := resourceVersion(obj); gone || !ok || rv >= e.rv {
+		delete(t.objs, k)
+	}
+}
+
+// overlay returns what the controller should believe about an object given what the cache holds
+// (nil when absent): the cached object, or the newer one this controller wrote, or nil when this
+// controller deleted it and the cache still shows it.
+func (t *tracker) overlay(kind, namespace, name string, cached client.Object) client.Object {
+	k := trackKey{kind, namespace, name}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.objs[k]
+	if !ok {
+		return cached
+	}
+	if time.Now().After(e.expires) {
+		delete(t.objs, k)
+		return cached
+	}
+	if cached != nil {
+		rv, ok := resourceVersion(cached)
+		if !ok || (e.obj == nil && rv > e.rv) || (e.obj != nil && rv >= e.rv) {
+			delete(t.objs, k)
+			return cached
+		}
+	}
+	if e.obj == nil {
+		return nil
+	}
+	return e.obj.DeepCopyObject().(client.Object)
+}
+
+// forget drops the expectation about one object.
+func (t *tracker) forget(kind, namespace, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.objs, trackKey{kind, namespace, name})
+}
