@@ -4,6 +4,7 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,7 +61,7 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(js, &items); err != nil {
-		return cfg, fmt.Errorf("parsing %s: want a YAML list of {domain, ip, disabled}: %w", ConfigKey, err)
+		return cfg, fmt.Errorf("parsing %s: want a YAML list of {domain, ip, disabled}, got %s", ConfigKey, jsonKind(js))
 	}
 	type key struct {
 		domain string
@@ -107,6 +108,20 @@ func jsonErrorReason(err error) string {
 		return fmt.Sprintf("field %q: got a %s", te.Field, te.Value)
 	}
 	return err.Error()
+}
+
+// jsonKind names the kind of a JSON document in YAML's words.
+func jsonKind(js []byte) string {
+	switch b := bytes.TrimSpace(js); {
+	case len(b) == 0:
+		return "nothing"
+	case b[0] == '{':
+		return "a mapping"
+	case b[0] == '"':
+		return "a string"
+	default:
+		return "a scalar"
+	}
 }
 
 // validateEntry checks a domain and an address and returns the parsed address, or a reason.
