@@ -108,6 +108,20 @@ verify-installer: ## Fail when dist/install.yaml is not what config/ renders.
 docker-build: ## Build the image $(IMG) (manager, hosts-updater, kubectl-ips) with $(CONTAINER_TOOL).
 	$(CONTAINER_TOOL) build -t $(IMG) .
 
+##@ Benchmark
+
+# N is the number of namespaces of `make bench` (default 1000; 10000 with SCALE=large); SCALE=large
+# also raises the unrelated Secrets from 5,000 to 50,000. BENCH_FLAGS passes more flags to
+# bin/tcr-bench (see 'bin/tcr-bench -h'). The figures go to stdout, progress to stderr.
+N ?=
+SCALE ?=
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: controlplane ## Run the scale benchmark against a local control plane (N=, SCALE=large); not part of 'make test'.
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/manager ./cmd/hosts-updater ./bench/cmd/tcr-bench
+	$(BIN)/tcr-bench $(if $(SCALE),-scale $(SCALE)) $(if $(N),-n $(N)) $(BENCH_FLAGS)
+
 ##@ Tools
 
 .PHONY: controlplane

@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
+)
+
+// buildBinaries builds the manager and hosts-updater from the working tree, so the tiny run
+// exercises the code under test rather than whatever bin/ holds.
+func buildBinaries(t *testing.T) (manager, hostsUpdater string) {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/manager", "./cmd/hosts-updater")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "building the manager and hosts-updater: %s", out)
+	return filepath.Join(dir, "manager"), filepath.Join(dir, "hosts-updater")
+}
+
+// TestTinyRun runs every phase of `make bench` at N = 20 so the benchmark cannot rot. It
+// asserts that everything converged, that the manager's writes were counted and what the run
+// left in the API server; it never asserts on wall time.
+func TestTinyRun(t *testing.T) {
+	manager, hostsUpdater := buildBinaries(t)
+	const n, newNS = 20, 5
+	var out strings.Builder
+	cfg := Config{
+		Namespaces: n, UnrelatedSecrets: 40, UnrelatedSecretBytes: 1024,
+		Idle: 2 * time.Second, NewNamespaces: newNS, HostsEdits: 3, Timeout: time.Minute,
+		ManagerBin: manager, HostsUpdaterBin: hostsUpdater, LogDir: t.TempDir(), Progress: &out,
+		BeforeStop: func(ctx context.Context, c client.Client) error {
+			return checkState(ctx, c, n, newNS)
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, cfg)
+	require.NoError(t, err, "progress:\n%s", &out)
+
+	assert.GreaterOrEqual(t, res.TargetNamespaces, n, "every benchmark namespace is a target")
+	assert.Equal(t, 3*n, res.TargetServiceAccounts, "only the benchmark namespaces hold ServiceAccounts")
+	assert.GreaterOrEqual(t, res.ConvergenceWrites.Count("secrets create"), res.TargetNamespaces,
+		"every distributed Secret was created by the manager and counted")
+	assert.GreaterOrEqual(t, res.ConvergenceWrites.Count("serviceaccounts patch")+res.ConvergenceWrites.Count("serviceaccounts update"),
+		res.TargetServiceAccounts, "every ServiceAccount reference was written by the manager and counted")
+	assert.GreaterOrEqual(t, res.RotationWrites.Count("secrets patch")+res.RotationWrites.Count("secrets update"),
+		res.TargetNamespaces, "every rotated Secret was written by the manager and counted")
+	assert.GreaterOrEqual(t, res.NewNamespaceWrites.Count("secrets create"), newNS)
+	assert.Len(t, res.NewNamespaceLatencies, newNS, "every new namespace was served")
+	assert.Empty(t, res.Skipped)
+
+	for _, name := range []string{"convergence", "floor", "convergence.ratio", "writes.min", "writes.ratio",
+		"writes.idle", "rotation", "rotation.floor", "rotation.ratio", "newns.p50", "newns.p99",
+		"manager.rss.peak", "status.size", "hosts-updater.rss", "hosts.p50", "hosts.p99"} {
+		v, ok := res.Figure(name)
+		if assert.True(t, ok, "figure %s is reported", name) {
+			assert.GreaterOrEqual(t, v, 0.0, "figure %s", name)
+		}
+	}
+	v, _ := res.Figure("writes.min")
+	assert.Equal(t, float64(res.TargetNamespaces+res.TargetServiceAccounts), v)
+
+	var printed strings.Builder
+	res.Print(&printed)
+	assert.Contains(t, printed.String(), fmt.Sprintf("bench: writes.min=%d requests\n", res.TargetNamespaces+res.TargetServiceAccounts))
+	assert.Contains(t, printed.String(), "FIGURE             VALUE")
+	for _, c := range res.Checks {
+		assert.Contains(t, printed.String(), c.Figure+" ")
+	}
+	logs, err := os.ReadDir(res.LogDir)
+	require.NoError(t, err)
+	assert.NotEmpty(t, logs, "the child processes' logs are kept")
+}
+
+// checkState asserts what a run left in the API server: every benchmark, new and floor
+// namespace holds an owned Secret with the rotated password and every ServiceAccount there
+// references it exactly once.
+func checkState(ctx context.Context, c client.Client, n, newNS int) error {
+	rotated := credential{Server: "bench.tencentcloudcr.com", Username: "100012345678", Password: "second-password"}
+	secretName := tcrv1.SecretNamePrefix + CRName
+	check := func(ns string, sas []string) error {
+		var s corev1.Secret
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: secretName}, &s); err != nil {
+			return fmt.Errorf("reading Secret %s/%s: %w", ns, secretName, err)
+		}
+		if !rotated.holds(&s) {
+			return fmt.Errorf("secret %s/%s does not hold the rotated credential", ns, secretName)
+		}
+		if s.Labels[tcrv1.ManagedByLabel] != tcrv1.ManagedByValue || s.Labels[tcrv1.OwnerLabel] != CRName {
+			return fmt.Errorf("secret %s/%s has labels %v", ns, secretName, s.Labels)
+		}
+		for _, name := range sas {
+			var sa corev1.ServiceAccount
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &sa); err != nil {
+				return fmt.Errorf("reading ServiceAccount %s/%s: %w", ns, name, err)
+			}
+			refs := 0
+			for _, r := range sa.ImagePullSecrets {
+				if r.Name == secretName {
+					refs++
+				}
+			}
+			if refs != 1 {
+				return fmt.Errorf("serviceAccount %s/%s references %s %d times: %v", ns, name, secretName, refs, sa.ImagePullSecrets)
+			}
+		}
+		return nil
+	}
+	for _, ns := range names("bench", n) {
+		if err := check(ns, ServiceAccountNames); err != nil {
+			return err
+		}
+	}
+	for _, ns := range names("newns", newNS) {
+		if err := check(ns, []string{"default"}); err != nil {
+			return err
+		}
+	}
+	for _, ns := range names("floor", n) {
+		if err := check(ns, ServiceAccountNames); err != nil {
+			return err
+		}
+	}
+	return nil
+}
