@@ -53,10 +53,11 @@ type certMaterial struct {
 	key   crypto.Signer
 }
 
-// renewAt is the instant two thirds into cert's validity period, when it is replaced.
+// renewAt is the instant two thirds into cert's validity period, counted from its issue rather
+// than its backdated NotBefore, when it is replaced.
 func renewAt(cert *x509.Certificate) time.Time {
-	life := cert.NotAfter.Sub(cert.NotBefore)
-	return cert.NotBefore.Add(life * 2 / 3)
+	life := cert.NotAfter.Sub(issuedAt(cert))
+	return issuedAt(cert).Add(life * 2 / 3)
 }
 
 // issuedAt is when cert was really issued: NotBefore is backdated by clockSkew.

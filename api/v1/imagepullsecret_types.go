@@ -77,8 +77,8 @@ type ImagePullSecretSpec struct {
 }
 
 // DockerCredential is one registry login, rendered as a kubernetes.io/dockerconfigjson Secret.
-// +kubebuilder:validation:XValidation:rule="!has(self.password) || !has(self.passwordSecretRef)",message="set either docker.password or docker.passwordSecretRef, not both"
-// +kubebuilder:validation:XValidation:rule="has(self.password) || has(self.passwordSecretRef)",message="docker.password is required (or docker.passwordSecretRef)"
+// +kubebuilder:validation:XValidation:rule="!(has(self.password) && self.password != '' && has(self.passwordSecretRef))",message="set either docker.password or docker.passwordSecretRef, not both"
+// +kubebuilder:validation:XValidation:rule="has(self.passwordSecretRef) || (has(self.password) && self.password.trim() != '')",message="docker.password is required and must not be only whitespace (or set docker.passwordSecretRef)"
 type DockerCredential struct {
 	// Server is the registry host name, optionally with a port, e.g.
 	// "fanjiankong-bj.tencentcloudcr.com" or "registry.example.com:5000". No scheme and no path.

@@ -1,0 +1,237 @@
+package admission_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tcr-assistant/tcr-assistant/admission"
+)
+
+// requireConsistent checks the state a ready replica must leave: a Secret with all four keys,
+// its CA bundle in every webhook of the configuration, and its files in the cert directory, the
+// certificate of which the replica serves.
+func requireConsistent(t *testing.T, p *webhookProcess, opts admission.Options) *corev1.Secret {
+	t.Helper()
+	secret := certSecret(t, opts.SecretName)
+	assert.Equal(t, corev1.SecretTypeTLS, secret.Type)
+	for _, k := range []string{admission.KeyTLSCert, admission.KeyTLSKey, admission.KeyCACert, admission.KeyCAKey} {
+		assert.NotEmpty(t, secret.Data[k], "Secret key %s", k)
+	}
+	for _, wh := range webhookConfiguration(t, opts.WebhookConfigurationName).Webhooks {
+		assert.Equal(t, string(secret.Data[admission.KeyCACert]), string(wh.ClientConfig.CABundle), "caBundle of %s", wh.Name)
+	}
+	for _, k := range []string{admission.KeyTLSCert, admission.KeyTLSKey, admission.KeyCACert} {
+		data, err := os.ReadFile(filepath.Join(p.certDir, k))
+		require.NoError(t, err)
+		assert.Equal(t, string(secret.Data[k]), string(data), "file %s", k)
+	}
+	block, _ := pem.Decode(secret.Data[admission.KeyTLSCert])
+	require.NotNil(t, block)
+	require.Eventually(t, func() bool { return bytes.Equal(block.Bytes, p.servedCertificate(t)) },
+		30*time.Second, 100*time.Millisecond, "the webhook server never served the Secret's certificate")
+	return secret
+}
+
+func TestBootstrapFromNothingGivesAWorkingWebhook(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions("bootstrap")
+	port := freePort(t)
+	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
+	err := env.Client.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: opts.SecretName}, &corev1.Secret{})
+	require.True(t, apierrors.IsNotFound(err), "no Secret before the start: %v", err)
+	for _, wh := range webhookConfiguration(t, opts.WebhookConfigurationName).Webhooks {
+		require.Empty(t, wh.ClientConfig.CABundle)
+	}
+
+	p := startWebhook(t, port, opts)
+	p.waitReady(t)
+	secret := requireConsistent(t, p, opts)
+	assert.Equal(t, "tcr-assistant", secret.Labels["app.kubernetes.io/managed-by"])
+
+	// The serving certificate names the Service and the extra SAN, and chains to the bundle.
+	block, _ := pem.Decode(secret.Data[admission.KeyTLSCert])
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{
+		"tcr-assistant-webhook-service.tcr-assistant-system.svc",
+		"tcr-assistant-webhook-service.tcr-assistant-system.svc.cluster.local",
+	}, leaf.DNSNames)
+	require.Len(t, leaf.IPAddresses, 1)
+	assert.Equal(t, "127.0.0.1", leaf.IPAddresses[0].String())
+
+	waitServing(t, "bootstrap")
+}
+
+func TestTheInstalledEmptySecretIsFilledIn(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions("empty-secret")
+	port := freePort(t)
+	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
+	ensureNamespace(t)
+	// What config/manager/webhook_cert_secret.yaml installs.
+	empty := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: opts.SecretName},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{corev1.TLSCertKey: {}, corev1.TLSPrivateKeyKey: {}},
+	}
+	require.NoError(t, env.Client.Create(ctx, empty))
+
+	p := startWebhook(t, port, opts)
+	p.waitReady(t)
+	secret := requireConsistent(t, p, opts)
+	assert.Equal(t, empty.UID, secret.UID, "the installed Secret is updated, not replaced")
+	waitServing(t, "empty-secret")
+}
+
+func TestReadinessWaitsForTheCABundle(t *testing.T) {
+	opts := testOptions("late-config")
+	port := freePort(t)
+	p := startWebhook(t, port, opts)
+
+	// The files are written before Setup returns, but without a webhook configuration there is
+	// nowhere to inject the CA: not ready.
+	for _, k := range []string{admission.KeyTLSCert, admission.KeyTLSKey} {
+		_, err := os.Stat(filepath.Join(p.certDir, k))
+		require.NoError(t, err)
+	}
+	err := p.ready(httptest.NewRequest("GET", "/readyz", nil))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "caBundle not injected: ValidatingWebhookConfiguration late-config: webhook configuration not found")
+
+	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
+	p.waitReady(t)
+	requireConsistent(t, p, opts)
+	waitServing(t, "late-config")
+}
+
+func TestASecondStartReusesTheSecret(t *testing.T) {
+	opts := testOptions("restart")
+	port := freePort(t)
+	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
+
+	first := startWebhook(t, port, opts)
+	first.waitReady(t)
+	before := requireConsistent(t, first, opts)
+	vwcBefore := webhookConfiguration(t, opts.WebhookConfigurationName)
+	first.stop()
+
+	second := startWebhook(t, port, opts)
+	second.waitReady(t)
+	after := requireConsistent(t, second, opts)
+	assert.Equal(t, before.ResourceVersion, after.ResourceVersion, "the Secret was not written again")
+	assert.Equal(t, before.Data, after.Data)
+	assert.Equal(t, vwcBefore.ResourceVersion, webhookConfiguration(t, opts.WebhookConfigurationName).ResourceVersion,
+		"the caBundle was not patched again")
+	waitServing(t, "restart")
+}
+
+func TestReplicasStartingTogetherShareOneCertificate(t *testing.T) {
+	opts := testOptions("replicas")
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	installWebhookConfiguration(t, opts.WebhookConfigurationName, ports[0])
+
+	replicas := make([]*webhookProcess, len(ports))
+	var wg sync.WaitGroup
+	for i, port := range ports {
+		wg.Go(func() { replicas[i] = startWebhook(t, port, opts) })
+	}
+	wg.Wait()
+	var secret *corev1.Secret
+	for _, p := range replicas {
+		p.waitReady(t)
+		secret = requireConsistent(t, p, opts)
+	}
+	cas := 0
+	for rest := secret.Data[admission.KeyCACert]; ; cas++ {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			break
+		}
+	}
+	assert.Equal(t, 1, cas, "one CA, whoever won the race")
+	waitServing(t, "replicas")
+}
+
+// TestRotationKeepsRequestsSucceeding runs a replica with lifetimes of seconds through serving
+// certificate renewals, a CA renewal with its overlap, and the removal of the expired CA, while
+// a client sends requests through the API server the whole time: not one may fail.
+func TestRotationKeepsRequestsSucceeding(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions("rotation")
+	opts.CALifetime = 30 * time.Second     // renewed at 20 s, dropped at 30 s
+	opts.CertLifetime = 12 * time.Second   // renewed at 8 s
+	opts.RotationOverlap = 2 * time.Second // the serving certificate moves to a new CA 2 s after it
+	opts.CheckPeriod = 250 * time.Millisecond
+	port := freePort(t)
+	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
+	p := startWebhook(t, port, opts)
+	p.waitReady(t)
+	waitServing(t, "rotation")
+
+	var sent, failed atomic.Int64
+	var firstFailure atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := env.Client.Create(ctx, goodIPS(fmt.Sprintf("rotation-%d-%d", w, i)), client.DryRunAll)
+				sent.Add(1)
+				if err != nil {
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, err.Error())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+
+	// Watch the Secret until the first CA has been renewed and then dropped, recording every CA
+	// and serving certificate seen, in the Secret and on the wire.
+	cas, certs, served := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	firstCA := ""
+	require.Eventually(t, func() bool {
+		secret := certSecret(t, opts.SecretName)
+		bundle := string(secret.Data[admission.KeyCACert])
+		if firstCA == "" {
+			firstCA = bundle
+		}
+		cas[bundle] = true
+		certs[string(secret.Data[admission.KeyTLSCert])] = true
+		served[string(p.servedCertificate(t))] = true
+		block, _ := pem.Decode([]byte(firstCA))
+		return len(cas) >= 3 && !bytes.Contains([]byte(bundle), pem.EncodeToMemory(block))
+	}, 90*time.Second, 100*time.Millisecond, "the first CA was never renewed and dropped")
+	// Keep the requests going past the drop, then stop them.
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+
+	assert.Zero(t, failed.Load(), "%d of %d requests failed across the rotation; the first: %v", failed.Load(), sent.Load(), firstFailure.Load())
+	assert.Greater(t, sent.Load(), int64(100))
+	assert.GreaterOrEqual(t, len(certs), 3, "serving certificates issued")
+	assert.GreaterOrEqual(t, len(served), 3, "serving certificates served")
+	requireConsistent(t, p, opts)
+}

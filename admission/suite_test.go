@@ -1,0 +1,242 @@
+package admission_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	"github.com/stretchr/testify/require"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tcr-assistant/tcr-assistant/admission"
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
+
+// testNamespace plays tcr-assistant-system; each test names its own Secret and webhook
+// configuration, so that tests never share certificate state.
+const testNamespace = "tcr-assistant-system"
+
+// webhookProcess is one replica of the manager's webhook part: a controller-runtime manager
+// whose webhook server listens on 127.0.0.1:port, set up by admission.Setup.
+type webhookProcess struct {
+	port    int
+	certDir string
+	ready   healthz.Checker
+	stop    func()
+}
+
+// freePort returns a TCP port nothing listens on right now.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// testOptions names the test's own Secret and webhook configuration, and adds the IP SAN
+// 127.0.0.1 that a URL-based webhook configuration needs.
+func testOptions(name string) admission.Options {
+	return admission.Options{
+		Namespace:                testNamespace,
+		ExtraSANs:                []string{"127.0.0.1"},
+		SecretName:               name + "-cert",
+		WebhookConfigurationName: name,
+		CheckPeriod:              500 * time.Millisecond,
+		BootstrapTimeout:         time.Minute,
+	}
+}
+
+// ensureNamespace creates the controller's namespace once per control plane.
+func ensureNamespace(t testing.TB) {
+	t.Helper()
+	err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNamespace}})
+	if !apierrors.IsAlreadyExists(err) {
+		require.NoError(t, err)
+	}
+}
+
+// testLogger logs to standard error when TEST_LOG is set, and nowhere otherwise: managers log
+// from goroutines that may outlive a test's t.Log.
+func testLogger() logr.Logger {
+	if os.Getenv("TEST_LOG") != "" {
+		return funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, time.Now().Format("15:04:05.000"), prefix, args) }, funcr.Options{})
+	}
+	return logr.Discard()
+}
+
+// startWebhook starts a replica on port with opts, as cmd/manager would, and stops it when the
+// test ends. It does not wait for readiness.
+func startWebhook(t testing.TB, port int, opts admission.Options) *webhookProcess {
+	t.Helper()
+	ensureNamespace(t)
+	certDir := t.TempDir()
+	opts.CertDir = certDir
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 env.Scheme,
+		Logger:                 testLogger(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		WebhookServer:          webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir}),
+	})
+	require.NoError(t, err)
+	ready, err := admission.Setup(mgr, opts)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	p := &webhookProcess{port: port, certDir: certDir, ready: ready}
+	stopped := false
+	p.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(time.Minute):
+			t.Error("the manager did not stop within a minute")
+		}
+	}
+	t.Cleanup(p.stop)
+	return p
+}
+
+// waitReady waits until the replica's readiness check passes.
+func (p *webhookProcess) waitReady(t testing.TB) {
+	t.Helper()
+	var last error
+	require.Eventually(t, func() bool {
+		last = p.ready(httptest.NewRequest("GET", "/readyz", nil))
+		return last == nil
+	}, time.Minute, 100*time.Millisecond, "the webhook never became ready: %v", last)
+}
+
+// servedCertificate returns the certificate the replica presents in a TLS handshake.
+func (p *webhookProcess) servedCertificate(t testing.TB) []byte {
+	t.Helper()
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.port), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // We read the certificate, we do not trust it.
+	require.NoError(t, err)
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Raw
+}
+
+// installWebhookConfiguration creates the webhook configuration from the generated
+// config/webhook/manifests.yaml, renamed to name and with every clientConfig rewritten from the
+// Service to https://127.0.0.1:port (the URL-based test overlay), with no caBundle. It is
+// deleted when the test ends, so that no later test meets a webhook that is gone.
+func installWebhookConfiguration(t testing.TB, name string, port int) {
+	t.Helper()
+	vwc := webhookConfigurationFromManifest(t)
+	require.Equal(t, admission.DefaultWebhookConfigurationName, vwc.Name)
+	vwc.Name = name
+	for i := range vwc.Webhooks {
+		svc := vwc.Webhooks[i].ClientConfig.Service
+		require.NotNil(t, svc)
+		url := fmt.Sprintf("https://127.0.0.1:%d%s", port, *svc.Path)
+		vwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url}
+	}
+	ctx := context.Background()
+	require.NoError(t, env.Client.Create(ctx, vwc))
+	t.Cleanup(func() {
+		require.NoError(t, client.IgnoreNotFound(env.Client.Delete(ctx, vwc)))
+	})
+}
+
+// webhookConfigurationFromManifest reads the generated config/webhook/manifests.yaml.
+func webhookConfigurationFromManifest(t testing.TB) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(env.Root, "config", "webhook", "manifests.yaml"))
+	require.NoError(t, err)
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	require.NoError(t, yaml.UnmarshalStrict([]byte(strings.TrimPrefix(string(data), "---\n")), &vwc))
+	return &vwc
+}
+
+// webhookConfiguration reads the test's webhook configuration.
+func webhookConfiguration(t testing.TB, name string) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	t.Helper()
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	require.NoError(t, env.Client.Get(context.Background(), client.ObjectKey{Name: name}, &vwc))
+	return &vwc
+}
+
+// certSecret reads the test's certificate Secret.
+func certSecret(t testing.TB, name string) *corev1.Secret {
+	t.Helper()
+	var s corev1.Secret
+	require.NoError(t, env.Client.Get(context.Background(), client.ObjectKey{Namespace: testNamespace, Name: name}, &s))
+	return &s
+}
+
+// goodIPS is the original documentation's sample under another name.
+func goodIPS(name string) *tcrv1.ImagePullSecret {
+	return &tcrv1.ImagePullSecret{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: tcrv1.ImagePullSecretSpec{
+			Namespaces:      "*",
+			ServiceAccounts: "*",
+			Docker: tcrv1.DockerCredential{
+				Server:   "fanjiankong-bj.tencentcloudcr.com",
+				Username: "100012345678",
+				Password: "not-a-real-token",
+			},
+		},
+	}
+}
+
+// webhookRefusal is an ImagePullSecret only the webhook refuses (the CRD schema admits it), and
+// the message it refuses it with: a dry run of it proves that the API server calls the webhook.
+func webhookRefusal(name string) (*tcrv1.ImagePullSecret, string) {
+	ips := goodIPS(name)
+	ips.Spec.Namespaces = "team-*"
+	return ips, `admission webhook "vimagepullsecret.tcr.tencentcloudcr.com" denied the request: ImagePullSecret.tcr.tencentcloudcr.com "` +
+		name + `" is invalid: spec.namespaces: Invalid value: "team-*": "team-*" is a pattern, and patterns are not supported`
+}
+
+// waitServing waits until the API server calls the webhook over TLS: a CR only the webhook
+// refuses is refused with the webhook's message, and a good one is admitted.
+func waitServing(t testing.TB, name string) {
+	t.Helper()
+	ctx := context.Background()
+	bad, want := webhookRefusal("probe-" + name)
+	var last error
+	require.Eventually(t, func() bool {
+		last = env.Client.Create(ctx, bad.DeepCopy(), client.DryRunAll)
+		return last != nil && strings.Contains(last.Error(), want)
+	}, time.Minute, 200*time.Millisecond, "the API server never got the webhook's refusal; last error: %v", last)
+	require.NoError(t, env.Client.Create(ctx, goodIPS("probe-"+name), client.DryRunAll))
+}
+
+// isWebhookCallFailure reports whether err is the API server failing to call the webhook (as
+// opposed to the webhook refusing).
+func isWebhookCallFailure(err error) bool {
+	var status apierrors.APIStatus
+	return err != nil && (strings.Contains(err.Error(), "failed calling webhook") || !errors.As(err, &status))
+}
