@@ -97,7 +97,15 @@ type Figure struct {
 
 // String renders the figure as the `bench: name=value unit` line.
 func (f Figure) String() string {
-	return fmt.Sprintf("bench: %s=%s %s", f.Name, formatValue(f.Value), f.Unit)
+	return fmt.Sprintf("bench: %s=%s %s", f.Name, formatUnit(f.Value, f.Unit), f.Unit)
+}
+
+// formatUnit prints ratios with two decimals, so that 1.001 reads 1.00 and not 1.
+func formatUnit(v float64, unit string) string {
+	if unit == "x" {
+		return fmt.Sprintf("%.2f", v)
+	}
+	return formatValue(v)
 }
 
 func formatValue(v float64) string {
@@ -167,6 +175,20 @@ func (r *Result) addWrites(phase string, w Writes) {
 	}
 	r.add("writes."+phase+".conflicts", float64(w.Conflicts), "requests")
 	r.add("writes."+phase+".errors", float64(w.Errors), "requests")
+}
+
+// addSpan splits a phase that started at t0 into the wait before the manager's first write and
+// the time it spent writing, with its write rate: what dominates a slow phase.
+func (r *Result) addSpan(phase string, t0 time.Time, w Writes) {
+	first, last := w.Span()
+	if first.IsZero() {
+		return
+	}
+	r.add(phase+".first_write", first.Sub(t0).Seconds(), "s")
+	r.add(phase+".last_write", last.Sub(t0).Seconds(), "s")
+	if d := last.Sub(first).Seconds(); d > 0 {
+		r.add(phase+".write_rate", float64(w.Total)/d, "writes/s")
+	}
 }
 
 // Run runs every phase once and returns the figures. It starts and stops its own control plane.
@@ -362,6 +384,7 @@ func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr st
 	res.add("writes.ratio", ratio, "x")
 	res.check("writes.ratio", "= 1.00", ratio, "x", fmt.Sprintf("%.2f", ratio) == "1.00")
 	res.addWrites("convergence", res.ConvergenceWrites)
+	res.addSpan("convergence", t0, res.ConvergenceWrites)
 	res.add("requests.convergence.writes", reqConverged.Writes()-reqBefore.Writes(), "requests")
 	res.add("requests.convergence.reads", reqConverged.Reads()-reqBefore.Reads(), "requests")
 
@@ -419,6 +442,7 @@ func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr st
 	res.RotationWrites = rotated.Sub(idle)
 	res.add("writes.rotation", float64(res.RotationWrites.Total), "requests")
 	res.addWrites("rotation", res.RotationWrites)
+	res.addSpan("rotation", t0, res.RotationWrites)
 
 	// New namespaces while converged, one by one at the given rate.
 	if err := r.newNamespaces(ctx, tr, mgr); err != nil {
@@ -435,6 +459,7 @@ func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr st
 	res.NewNamespaceWrites = added.Sub(rotated)
 	res.add("writes.newns", float64(res.NewNamespaceWrites.Total), "requests")
 	res.add("writes.newns.min", float64(2*cfg.NewNamespaces), "requests")
+	res.addWrites("newns", res.NewNamespaceWrites)
 
 	// Status size and memory at the end.
 	if err := r.cp.Client.Get(ctx, client.ObjectKey{Name: CRName}, ips); err != nil {
@@ -456,6 +481,14 @@ func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr st
 	}
 	res.add("manager.rss", mem.RSS/mib, "MiB")
 	res.add("manager.rss.peak", mem.PeakRSS/mib, "MiB")
+	// The Go runtime's own view splits RSS into heap (caches, work) and the rest (binary, stacks).
+	if text, err := scrape(metricsAddr); err == nil {
+		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_alloc_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes"} {
+			if v, ok := metricValue(text, m); ok {
+				res.add("manager."+strings.TrimSuffix(strings.TrimPrefix(m, "go_memstats_"), "_bytes"), v/mib, "MiB")
+			}
+		}
+	}
 	memLimit := 64.0
 	if cfg.Large {
 		memLimit = 160

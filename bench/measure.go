@@ -22,12 +22,18 @@ type Writes struct {
 	Total     int
 	Conflicts int
 	Errors    int
+	// Received holds when the API server received each write, in log order, so a phase can
+	// tell the wait before its first write from the time spent writing.
+	Received []time.Time
 }
 
 // Sub returns w minus before, for the writes of one phase.
 func (w Writes) Sub(before Writes) Writes {
 	out := Writes{ByKind: map[string]int{}, Total: w.Total - before.Total,
 		Conflicts: w.Conflicts - before.Conflicts, Errors: w.Errors - before.Errors}
+	if len(w.Received) > len(before.Received) {
+		out.Received = w.Received[len(before.Received):]
+	}
 	for k, v := range w.ByKind {
 		if d := v - before.ByKind[k]; d != 0 {
 			out.ByKind[k] = d
@@ -36,13 +42,27 @@ func (w Writes) Sub(before Writes) Writes {
 	return out
 }
 
+// Span returns when the first write of w was received and when the last one was.
+func (w Writes) Span() (first, last time.Time) {
+	for _, t := range w.Received {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+		if t.After(last) {
+			last = t
+		}
+	}
+	return first, last
+}
+
 // Count returns the writes of one "resource verb" key.
 func (w Writes) Count(key string) int { return w.ByKind[key] }
 
 type auditEvent struct {
-	Stage string `json:"stage"`
-	Verb  string `json:"verb"`
-	User  struct {
+	Stage    string    `json:"stage"`
+	Received time.Time `json:"requestReceivedTimestamp"`
+	Verb     string    `json:"verb"`
+	User     struct {
 		Username string `json:"username"`
 	} `json:"user"`
 	ObjectRef *struct {
@@ -82,6 +102,7 @@ func parseAudit(r io.Reader, user string) (Writes, error) {
 		}
 		w.ByKind[res+" "+ev.Verb]++
 		w.Total++
+		w.Received = append(w.Received, ev.Received)
 		if ev.ResponseStatus != nil {
 			switch {
 			case ev.ResponseStatus.Code == 409:
@@ -147,16 +168,39 @@ func (r Requests) Writes() float64 { return r["POST"] + r["PUT"] + r["PATCH"] + 
 func (r Requests) Reads() float64 { return r["GET"] }
 
 func scrapeRequests(addr string) (Requests, error) {
+	body, err := scrape(addr)
+	if err != nil {
+		return nil, err
+	}
+	return parseRequests(bytes.NewReader(body))
+}
+
+// scrape returns the Prometheus text exposition served on addr.
+func scrape(addr string) ([]byte, error) {
 	c := http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return nil, fmt.Errorf("scraping the manager's metrics: %w", err)
+		return nil, fmt.Errorf("scraping the metrics on %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scraping the manager's metrics: status %s", resp.Status)
+		return nil, fmt.Errorf("scraping the metrics on %s: status %s", addr, resp.Status)
 	}
-	return parseRequests(resp.Body)
+	return io.ReadAll(resp.Body)
+}
+
+// metricValue returns the sample of an unlabelled metric in a Prometheus text exposition.
+func metricValue(text []byte, name string) (float64, bool) {
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }
 
 // Memory is a process's resident set, in bytes.

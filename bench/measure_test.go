@@ -14,8 +14,9 @@ import (
 func TestParseAudit(t *testing.T) {
 	line := func(stage, user, verb, resource, sub string, code int) string {
 		ev := map[string]any{"stage": stage, "verb": verb, "user": map[string]any{"username": user},
-			"objectRef":      map[string]any{"resource": resource, "subresource": sub},
-			"responseStatus": map[string]any{"code": code}}
+			"requestReceivedTimestamp": "2026-11-26T11:00:00.250000Z",
+			"objectRef":                map[string]any{"resource": resource, "subresource": sub},
+			"responseStatus":           map[string]any{"code": code}}
 		b, _ := json.Marshal(ev)
 		return string(b)
 	}
@@ -53,8 +54,12 @@ func TestParseAudit(t *testing.T) {
 			want: Writes{ByKind: map[string]int{"serviceaccounts patch": 1, "secrets create": 1}, Total: 2, Conflicts: 1, Errors: 1},
 		},
 	}
+	at := time.Date(2026, 11, 26, 11, 0, 0, 250_000_000, time.UTC)
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			for range tc.want.Total {
+				tc.want.Received = append(tc.want.Received, at)
+			}
 			got, err := parseAudit(strings.NewReader(strings.Join(tc.log, "\n")), ManagerUser)
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, got)
@@ -68,9 +73,19 @@ func TestParseAuditRejectsGarbage(t *testing.T) {
 }
 
 func TestWritesSub(t *testing.T) {
-	after := Writes{ByKind: map[string]int{"secrets create": 5, "serviceaccounts patch": 3}, Total: 8, Conflicts: 2}
-	before := Writes{ByKind: map[string]int{"secrets create": 5, "serviceaccounts patch": 1}, Total: 6, Conflicts: 1}
-	assert.Equal(t, Writes{ByKind: map[string]int{"serviceaccounts patch": 2}, Total: 2, Conflicts: 1}, after.Sub(before))
+	at := func(s int) time.Time { return time.Unix(int64(s), 0) }
+	after := Writes{ByKind: map[string]int{"secrets create": 5, "serviceaccounts patch": 3}, Total: 8, Conflicts: 2,
+		Received: []time.Time{at(1), at(2), at(3), at(4), at(5), at(6), at(8), at(7)}}
+	before := Writes{ByKind: map[string]int{"secrets create": 5, "serviceaccounts patch": 1}, Total: 6, Conflicts: 1,
+		Received: []time.Time{at(1), at(2), at(3), at(4), at(5), at(6)}}
+	phase := after.Sub(before)
+	assert.Equal(t, Writes{ByKind: map[string]int{"serviceaccounts patch": 2}, Total: 2, Conflicts: 1,
+		Received: []time.Time{at(8), at(7)}}, phase)
+	first, last := phase.Span()
+	assert.Equal(t, at(7), first)
+	assert.Equal(t, at(8), last)
+	first, last = Writes{}.Span()
+	assert.True(t, first.IsZero() && last.IsZero(), "no writes have no span")
 }
 
 func TestParseRequests(t *testing.T) {
@@ -258,11 +273,37 @@ func TestFigureString(t *testing.T) {
 	}{
 		"an integer prints without decimals": {fig: Figure{"writes.idle", 0, "requests"}, want: "bench: writes.idle=0 requests"},
 		"a small value keeps three digits":   {fig: Figure{"convergence", 2.34567, "s"}, want: "bench: convergence=2.35 s"},
+		"a ratio keeps two decimals":         {fig: Figure{"writes.ratio", 1.0012, "x"}, want: "bench: writes.ratio=1.00 x"},
 		"a large value keeps one decimal":    {fig: Figure{"newns.p99", 123.456, "ms"}, want: "bench: newns.p99=123.5 ms"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			assert.Equal(t, tc.want, tc.fig.String())
+		})
+	}
+}
+
+func TestMetricValue(t *testing.T) {
+	text := []byte(`# HELP go_memstats_heap_inuse_bytes Number of heap bytes that are in use.
+# TYPE go_memstats_heap_inuse_bytes gauge
+go_memstats_heap_inuse_bytes 2.4576e+07
+go_memstats_heap_inuse_bytes_total 1
+rest_client_requests_total{code="200",host="h",method="GET"} 3
+`)
+	tests := map[string]struct {
+		name   string
+		want   float64
+		wantOK bool
+	}{
+		"an unlabelled gauge in exponent notation is read":  {name: "go_memstats_heap_inuse_bytes", want: 24576000, wantOK: true},
+		"a metric whose name merely starts alike is not it": {name: "go_memstats_heap_inuse", wantOK: false},
+		"a missing metric is reported missing":              {name: "go_memstats_sys_bytes", wantOK: false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, ok := metricValue(text, tc.name)
+			assert.Equal(t, tc.wantOK, ok)
+			assert.Equal(t, tc.want, got)
 		})
 	}
 }

@@ -29,7 +29,7 @@ func (r *Result) Print(w io.Writer) {
 		if !c.Pass {
 			verdict = "MISS"
 		}
-		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", c.Figure, formatValue(c.Value), c.Unit, c.Target, verdict)
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", c.Figure, formatUnit(c.Value, c.Unit), c.Unit, c.Target, verdict)
 	}
 	_ = tw.Flush()
 }
