@@ -275,6 +275,10 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 	st, ready := r.buildStatus(ips, results)
 	wasReady := isReady(&ips.Status)
 	if err := r.writeStatus(ctx, ips, st); err != nil {
+		if apierrors.IsConflict(err) {
+			// The ImagePullSecret changed meanwhile; its update event brings a new pass.
+			return ctrl.Result{Requeue: true}, nil
+		}
 		return ctrl.Result{}, err
 	}
 	setGauges(ips.Name, st.SecretsDesired, st.SecretsSuccess, st.SAsDesired, st.SAsSuccess)
@@ -321,9 +325,11 @@ func (r *Reconciler) writeStatus(ctx context.Context, ips *tcrv1.ImagePullSecret
 	if statusEqual(&ips.Status, st) {
 		return nil
 	}
-	orig := ips.DeepCopy()
+	// An update, not a merge patch: the status is entirely ours, the counters must be sent even
+	// when zero, and lists that became empty must be cleared. resourceVersion guards it.
+	ips = ips.DeepCopy()
 	ips.Status = *st
-	if err := r.client.Status().Patch(ctx, ips, client.MergeFrom(orig)); err != nil {
+	if err := r.client.Status().Update(ctx, ips); err != nil {
 		return fmt.Errorf("writing the status of ImagePullSecret %s: %w", ips.Name, err)
 	}
 	ctrl.LoggerFrom(ctx).V(1).Info("Updated status of ImagePullSecret", "imagePullSecret", ips.Name,

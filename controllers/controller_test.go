@@ -1,0 +1,519 @@
+package controllers_test
+
+import (
+	"context"
+	"encoding/base64"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+)
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestSampleDistributesToEveryNamespaceAndLaterOnes follows the original documentation: the
+// sample CR ("*", "*") reaches every namespace and ServiceAccount, including a namespace and a
+// ServiceAccount created afterwards, and deleting it removes everything it added.
+func TestSampleDistributesToEveryNamespaceAndLaterOnes(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "sample-a", nil, "default", "builder")
+	createNamespace(t, "sample-b", nil, "default")
+
+	_, _, err := env.Kubectl("", "apply", "-f", env.Root+"/config/samples/imagepullsecret-sample.yaml")
+	require.NoError(t, err)
+	t.Cleanup(func() { deleteIPS(t, "imagepullsecret-sample") })
+	const secretName = "tcr.ipsimagepullsecret-sample"
+	want := expectedDockerConfig("fanjiankong-bj.tencentcloudcr.com", "100012345678", "tcr.jwt.token")
+
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, ns := range []string{"sample-a", "sample-b"} {
+			s, err := getSecret(ns, secretName)
+			if !assert.NoError(c, err) {
+				return
+			}
+			assert.Equal(c, corev1.SecretTypeDockerConfigJson, s.Type)
+			assert.Equal(c, want, string(s.Data[corev1.DockerConfigJsonKey]))
+			assert.Equal(c, tcrv1.ManagedByValue, s.Labels[tcrv1.ManagedByLabel])
+			assert.Equal(c, "imagepullsecret-sample", s.Labels[tcrv1.OwnerLabel])
+			if assert.NotNil(c, metav1.GetControllerOf(s)) {
+				assert.Equal(c, "imagepullsecret-sample", metav1.GetControllerOf(s).Name)
+			}
+		}
+		assert.Equal(c, []string{secretName}, pullSecrets(c, "sample-a", "default"))
+		assert.Equal(c, []string{secretName}, pullSecrets(c, "sample-a", "builder"))
+		assert.Equal(c, []string{secretName}, pullSecrets(c, "sample-b", "default"))
+	}, timeout, tick)
+
+	// The two flows of the original documentation: a new namespace, a new ServiceAccount.
+	createNamespace(t, "sample-c", nil, "default")
+	createServiceAccount(t, "sample-b", "deployer", "existing")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, err := getSecret("sample-c", secretName)
+		assert.NoError(c, err)
+		assert.Equal(c, []string{secretName}, pullSecrets(c, "sample-c", "default"))
+		assert.Equal(c, []string{"existing", secretName}, pullSecrets(c, "sample-b", "deployer"))
+	}, timeout, tick)
+
+	// Status counters are exact: every non-terminating namespace, every ServiceAccount in them.
+	eventuallyStatus(t, "imagepullsecret-sample", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		nss, sas := liveTargets(c)
+		assert.Equal(c, nss, st.SecretsDesired)
+		assert.Equal(c, nss, st.SecretsSuccess)
+		assert.Equal(c, sas, st.SAsDesired)
+		assert.Equal(c, sas, st.SAsSuccess)
+	})
+	out, _, err := env.Kubectl("", "get", "ipss")
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2, out)
+	assert.Equal(t, []string{"NAME", "NAMESPACES", "SERVICE-ACCOUNTS", "SECRETS-DESIRED", "SECRETS-SUCCESS"}, strings.Fields(lines[0]))
+	nss, _ := liveTargets(t)
+	assert.Equal(t, []string{"imagepullsecret-sample", "*", "*", itoa(nss), itoa(nss)}, strings.Fields(lines[1]))
+
+	// Deleting the CR removes every Secret and every reference it added, and nothing else.
+	deleteIPS(t, "imagepullsecret-sample")
+	assert.Empty(t, listOwnedSecrets(t, "imagepullsecret-sample"))
+	assert.Equal(t, []string{}, pullSecrets(t, "sample-a", "default"))
+	assert.Equal(t, []string{"existing"}, pullSecrets(t, "sample-b", "deployer"))
+	_ = ctx
+}
+
+func itoa(n int32) string { return strings.TrimSpace(strings.Repeat(" ", 0) + formatInt(n)) }
+
+func formatInt(n int32) string { return strconvItoa(int(n)) }
+
+// liveTargets counts the non-terminating namespaces and the ServiceAccounts in them.
+func liveTargets(t require.TestingT) (namespaces, serviceAccounts int32) {
+	ctx := context.Background()
+	nsList := &corev1.NamespaceList{}
+	require.NoError(t, env.Client.List(ctx, nsList))
+	live := map[string]bool{}
+	for _, ns := range nsList.Items {
+		if ns.DeletionTimestamp == nil {
+			live[ns.Name] = true
+			namespaces++
+		}
+	}
+	saList := &corev1.ServiceAccountList{}
+	require.NoError(t, env.Client.List(ctx, saList))
+	for _, sa := range saList.Items {
+		if live[sa.Namespace] {
+			serviceAccounts++
+		}
+	}
+	return namespaces, serviceAccounts
+}
+
+// TestRotationUpdatesSecretsInPlace edits the password and expects every copy updated, same UID.
+func TestRotationUpdatesSecretsInPlace(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "rotate-a", nil, "default")
+	createNamespace(t, "rotate-b", nil, "default")
+	ips := newIPS("rotate", "rotate-a, rotate-b", "*")
+	createIPS(t, ips)
+	uids := map[string]types.UID{}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, ns := range []string{"rotate-a", "rotate-b"} {
+			s, err := getSecret(ns, "tcr.ipsrotate")
+			if assert.NoError(c, err) {
+				uids[ns] = s.UID
+			}
+		}
+	}, timeout, tick)
+
+	newPass := password("rotate-new")
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := getIPS(t, "rotate")
+		cur.Spec.Docker.Username = "rotated-user"
+		cur.Spec.Docker.Password = newPass
+		return env.Client.Update(ctx, cur)
+	}))
+	want := expectedDockerConfig(ips.Spec.Docker.Server, "rotated-user", newPass)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, ns := range []string{"rotate-a", "rotate-b"} {
+			s, err := getSecret(ns, "tcr.ipsrotate")
+			if assert.NoError(c, err) {
+				assert.Equal(c, want, string(s.Data[corev1.DockerConfigJsonKey]))
+				assert.Equal(c, uids[ns], s.UID, "the Secret must be updated in place")
+			}
+		}
+	}, timeout, tick)
+	eventuallyStatus(t, "rotate", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.Equal(c, getIPS(c, "rotate").Generation, st.ObservedGeneration)
+		assert.True(c, readyStatus(st) == metav1.ConditionTrue)
+	})
+}
+
+func readyStatus(st tcrv1.ImagePullSecretStatus) metav1.ConditionStatus {
+	for _, c := range st.Conditions {
+		if c.Type == "Ready" {
+			return c.Status
+		}
+	}
+	return metav1.ConditionUnknown
+}
+
+// TestRetargetingRemovesOnlyOurEntries narrows namespaces and serviceAccounts and expects the
+// Secret and the reference removed where they no longer match, with other entries kept in order.
+func TestRetargetingRemovesOnlyOurEntries(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "narrow-a", nil)
+	createNamespace(t, "narrow-b", nil)
+	for _, ns := range []string{"narrow-a", "narrow-b"} {
+		createServiceAccount(t, ns, "default", "first")
+		createServiceAccount(t, ns, "builder", "first", "second")
+	}
+	createIPS(t, newIPS("narrow", "narrow-a,narrow-b", "default,builder"))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, ns := range []string{"narrow-a", "narrow-b"} {
+			assert.Equal(c, []string{"first", "tcr.ipsnarrow"}, pullSecrets(c, ns, "default"))
+			assert.Equal(c, []string{"first", "second", "tcr.ipsnarrow"}, pullSecrets(c, ns, "builder"))
+		}
+	}, timeout, tick)
+	// Someone adds an entry after ours: it must stay after ours when ours goes.
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		sa := &corev1.ServiceAccount{}
+		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: "narrow-a", Name: "builder"}, sa); err != nil {
+			return err
+		}
+		sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: "third"})
+		return env.Client.Update(ctx, sa)
+	}))
+
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := getIPS(t, "narrow")
+		cur.Spec.Namespaces = "narrow-a"
+		cur.Spec.ServiceAccounts = "default"
+		return env.Client.Update(ctx, cur)
+	}))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, err := getSecret("narrow-b", "tcr.ipsnarrow")
+		assert.True(c, apierrors.IsNotFound(err), "the Secret in narrow-b must be deleted")
+		assert.Equal(c, []string{"first"}, pullSecrets(c, "narrow-b", "default"))
+		assert.Equal(c, []string{"first", "second"}, pullSecrets(c, "narrow-b", "builder"))
+		assert.Equal(c, []string{"first", "tcr.ipsnarrow"}, pullSecrets(c, "narrow-a", "default"))
+		assert.Equal(c, []string{"first", "second", "third"}, pullSecrets(c, "narrow-a", "builder"))
+		_, err = getSecret("narrow-a", "tcr.ipsnarrow")
+		assert.NoError(c, err)
+	}, timeout, tick)
+	eventuallyStatus(t, "narrow", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.Equal(c, int32(1), st.SecretsDesired)
+		assert.Equal(c, int32(1), st.SecretsSuccess)
+		assert.Equal(c, int32(1), st.SAsDesired)
+		assert.Equal(c, int32(1), st.SAsSuccess)
+		assert.Equal(c, []string{"narrow-a/tcr.ipsnarrow"}, names(st.SecretUpdateSuccessful))
+		assert.Equal(c, []string{"narrow-a/default"}, names(st.ServiceAccountsModifySuccessful))
+	})
+}
+
+func names(list []tcrv1.TargetUpdate) []string {
+	out := []string{}
+	for _, u := range list {
+		out = append(out, u.NamespacedName)
+	}
+	return out
+}
+
+// TestConcurrentServiceAccountEditsAreNotLost races other writers appending to the same
+// ServiceAccounts with the controller adding its entry: every entry must survive, ours once.
+func TestConcurrentServiceAccountEditsAreNotLost(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	const writers, perWriter = 3, 5
+	var namespaces []string
+	for i := range 4 {
+		ns := "race-" + strconvItoa(i)
+		namespaces = append(namespaces, ns)
+		createNamespace(t, ns, nil, "default")
+	}
+	createIPS(t, newIPS("race", "race-0,race-1,race-2,race-3", "default"))
+	var wg sync.WaitGroup
+	for _, ns := range namespaces {
+		for w := range writers {
+			wg.Go(func() {
+				for i := range perWriter {
+					name := "user-" + strconvItoa(w) + "-" + strconvItoa(i)
+					assert.NoError(t, retry.RetryOnConflict(patientRetry, func() error {
+						sa := &corev1.ServiceAccount{}
+						if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "default"}, sa); err != nil {
+							return err
+						}
+						sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
+						return env.Client.Update(ctx, sa)
+					}))
+				}
+			})
+		}
+	}
+	wg.Wait()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, ns := range namespaces {
+			got := pullSecrets(c, ns, "default")
+			assert.Len(c, got, writers*perWriter+1, ns)
+			for w := range writers {
+				var mine []string
+				for _, n := range got {
+					if strings.HasPrefix(n, "user-"+strconvItoa(w)+"-") {
+						mine = append(mine, n)
+					}
+				}
+				want := []string{}
+				for i := range perWriter {
+					want = append(want, "user-"+strconvItoa(w)+"-"+strconvItoa(i))
+				}
+				assert.Equal(c, want, mine, "entries of writer %d in %s, in order", w, ns)
+			}
+			assert.Equal(c, 1, count(got, "tcr.ipsrace"), ns)
+		}
+	}, timeout, tick)
+}
+
+func count(list []string, s string) int {
+	n := 0
+	for _, v := range list {
+		if v == s {
+			n++
+		}
+	}
+	return n
+}
+
+// TestForeignSecretIsLeftUntouched pre-creates a same-name Secret the controller does not own.
+func TestForeignSecretIsLeftUntouched(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "foreign-a", nil, "default")
+	createNamespace(t, "foreign-b", nil, "default")
+	foreign := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "foreign-a", Name: "tcr.ipsforeign", Labels: map[string]string{"team": "a"}},
+		Data:       map[string][]byte{"token": []byte("theirs")},
+	}
+	require.NoError(t, env.Client.Create(ctx, foreign))
+	createIPS(t, newIPS("foreign", "foreign-a,foreign-b", "*"))
+
+	eventuallyStatus(t, "foreign", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.Equal(c, int32(2), st.SecretsDesired)
+		assert.Equal(c, int32(1), st.SecretsSuccess)
+		assert.Equal(c, int32(2), st.SAsDesired)
+		assert.Equal(c, int32(1), st.SAsSuccess)
+		if assert.Len(c, st.Failures, 1) {
+			assert.Equal(c, tcrv1.TargetFailure{
+				Kind: "Secret", NamespacedName: "foreign-a/tcr.ipsforeign", Reason: "SecretNotOwned",
+				Message: "Secret foreign-a/tcr.ipsforeign exists and is not managed by this ImagePullSecret; it was left untouched: delete or rename it to let tcr-assistant create its own",
+			}, st.Failures[0])
+		}
+		assert.Equal(c, metav1.ConditionFalse, readyStatus(st))
+	})
+	got, err := getSecret("foreign-a", "tcr.ipsforeign")
+	require.NoError(t, err)
+	assert.Equal(t, foreign.ResourceVersion, got.ResourceVersion, "the foreign Secret must not be written")
+	assert.Equal(t, []string{}, pullSecrets(t, "foreign-a", "default"), "no reference to a foreign Secret")
+	assert.Equal(t, []string{"tcr.ipsforeign"}, pullSecrets(t, "foreign-b", "default"))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ev := eventsFor(c, "foreign", "SecretNotOwned")
+		if assert.Len(c, ev, 1) {
+			assert.Equal(c, "Warning", ev[0].Type)
+			assert.Equal(c, "Secret foreign-a/tcr.ipsforeign exists and is not managed by this ImagePullSecret; it was left untouched", ev[0].Note)
+		}
+	}, timeout, tick)
+
+	// Deleting the CR leaves the foreign Secret alone.
+	deleteIPS(t, "foreign")
+	got, err = getSecret("foreign-a", "tcr.ipsforeign")
+	require.NoError(t, err)
+	assert.Equal(t, foreign.ResourceVersion, got.ResourceVersion)
+}
+
+// eventsFor returns the events.k8s.io Events about the ImagePullSecret name with reason.
+func eventsFor(t require.TestingT, name, reason string) []eventsv1.Event {
+	list := &eventsv1.EventList{}
+	require.NoError(t, env.Client.List(context.Background(), list))
+	var out []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "ImagePullSecret" && e.Regarding.Name == name && e.Reason == reason {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestTerminatingNamespacesAreSkipped deletes a namespace (it never finishes terminating here)
+// and expects it neither written nor counted.
+func TestTerminatingNamespacesAreSkipped(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "term-live", nil, "default")
+	createNamespace(t, "term-gone", nil, "default")
+	require.NoError(t, env.Client.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "term-gone"}}))
+	createIPS(t, newIPS("term", "term-live,term-gone", "*"))
+	eventuallyStatus(t, "term", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.Equal(c, int32(1), st.SecretsDesired)
+		assert.Equal(c, int32(1), st.SecretsSuccess)
+		assert.Equal(c, int32(1), st.SAsDesired)
+		assert.Equal(c, int32(1), st.SAsSuccess)
+		assert.Equal(c, metav1.ConditionTrue, readyStatus(st))
+	})
+	_, err := getSecret("term-gone", "tcr.ipsterm")
+	assert.True(t, apierrors.IsNotFound(err))
+	assert.Equal(t, []string{}, pullSecrets(t, "term-gone", "default"))
+}
+
+// TestTwoImagePullSecretsShareANamespace expects two Secrets and two references.
+func TestTwoImagePullSecretsShareANamespace(t *testing.T) {
+	startManager(t)
+	createNamespace(t, "shared", nil, "default")
+	createIPS(t, newIPS("one", "shared", "default"))
+	createIPS(t, newIPS("two", "shared", "default"))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, err := getSecret("shared", "tcr.ipsone")
+		assert.NoError(c, err)
+		_, err = getSecret("shared", "tcr.ipstwo")
+		assert.NoError(c, err)
+		got := pullSecrets(c, "shared", "default")
+		slices.Sort(got)
+		assert.Equal(c, []string{"tcr.ipsone", "tcr.ipstwo"}, got)
+	}, timeout, tick)
+	deleteIPS(t, "one")
+	assert.Equal(t, []string{"tcr.ipstwo"}, pullSecrets(t, "shared", "default"))
+	_, err := getSecret("shared", "tcr.ipstwo")
+	assert.NoError(t, err)
+}
+
+// TestStatusListsAreSortedCappedAndStable checks the capped, sorted lists, the Ready condition
+// and that a pass that changes nothing writes nothing (status included).
+func TestStatusListsAreSortedCappedAndStable(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	var nss []string
+	for _, suffix := range []string{"g", "c", "a", "f", "b", "e", "d"} {
+		ns := "capped-" + suffix
+		nss = append(nss, ns)
+		createNamespace(t, ns, nil, "default")
+	}
+	createIPS(t, newIPS("capped", strings.Join(nss, ","), "default"))
+	eventuallyStatus(t, "capped", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.Equal(c, int32(7), st.SecretsDesired)
+		assert.Equal(c, int32(7), st.SecretsSuccess)
+		assert.Equal(c, int32(7), st.SAsDesired)
+		assert.Equal(c, int32(7), st.SAsSuccess)
+		assert.Equal(c, []string{"capped-a/tcr.ipscapped", "capped-b/tcr.ipscapped", "capped-c/tcr.ipscapped",
+			"capped-d/tcr.ipscapped", "capped-e/tcr.ipscapped"}, names(st.SecretUpdateSuccessful))
+		assert.Equal(c, []string{"capped-a/default", "capped-b/default", "capped-c/default", "capped-d/default",
+			"capped-e/default"}, names(st.ServiceAccountsModifySuccessful))
+		assert.Empty(c, st.Failures)
+		assert.Equal(c, metav1.ConditionTrue, readyStatus(st))
+		for _, cond := range st.Conditions {
+			assert.Equal(c, getIPS(c, "capped").Generation, cond.ObservedGeneration)
+		}
+	})
+	// Converged: record every resourceVersion, then cause passes that have nothing to do.
+	before := getIPS(t, "capped")
+	secretRV := getSecretRV(t, "capped-a", "tcr.ipscapped")
+	passes := reconcileCount(t)
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ns := &corev1.Namespace{}
+		if err := env.Client.Get(ctx, types.NamespacedName{Name: "capped-a"}, ns); err != nil {
+			return err
+		}
+		ns.Annotations = map[string]string{"touched": "yes"}
+		return env.Client.Update(ctx, ns)
+	}))
+	// The annotation asks for the pair pass and, after the status delay, a full pass.
+	require.Eventually(t, func() bool { return reconcileCount(t) >= passes+2 }, timeout, tick)
+	after := getIPS(t, "capped")
+	assert.Equal(t, before.ResourceVersion, after.ResourceVersion, "a pass that changed nothing must not write the status")
+	assert.Equal(t, secretRV, getSecretRV(t, "capped-a", "tcr.ipscapped"))
+	assert.Equal(t, before.Status.SecretUpdateSuccessful, after.Status.SecretUpdateSuccessful)
+}
+
+func getSecretRV(t *testing.T, ns, name string) string {
+	s, err := getSecret(ns, name)
+	require.NoError(t, err)
+	return s.ResourceVersion
+}
+
+// TestPasswordSecretRefRotatesEveryCopy takes the password from a Secret of the own namespace.
+func TestPasswordSecretRefRotatesEveryCopy(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "ref-a", nil, "default")
+	createNamespace(t, "ref-b", nil, "default")
+	first := password("ref-first")
+	src := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ownNamespace, Name: "registry-password"},
+		Data:       map[string][]byte{"password": []byte(first)},
+	}
+	require.NoError(t, env.Client.Create(ctx, src))
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, src) })
+	ips := newIPS("byref", "ref-a,ref-b", "*")
+	ips.Spec.Docker.Password = ""
+	ips.Spec.Docker.PasswordSecretRef = &tcrv1.SecretKeyReference{Name: "registry-password", Key: "password"}
+	createIPS(t, ips)
+	check := func(pass string) {
+		want := expectedDockerConfig(ips.Spec.Docker.Server, ips.Spec.Docker.Username, pass)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			for _, ns := range []string{"ref-a", "ref-b"} {
+				s, err := getSecret(ns, "tcr.ipsbyref")
+				if assert.NoError(c, err) {
+					assert.Equal(c, want, string(s.Data[corev1.DockerConfigJsonKey]))
+				}
+			}
+		}, timeout, tick)
+	}
+	check(first)
+	second := password("ref-second")
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := &corev1.Secret{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(src), cur); err != nil {
+			return err
+		}
+		cur.Data["password"] = []byte(second)
+		return env.Client.Update(ctx, cur)
+	}))
+	check(second)
+}
+
+// TestPasswordSecretRefMissingSetsCondition reports a missing Secret without distributing.
+func TestPasswordSecretRefMissingSetsCondition(t *testing.T) {
+	startManager(t)
+	createNamespace(t, "noref", nil, "default")
+	ips := newIPS("noref", "noref", "*")
+	ips.Spec.Docker.Password = ""
+	ips.Spec.Docker.PasswordSecretRef = &tcrv1.SecretKeyReference{Name: "does-not-exist", Key: "password"}
+	createIPS(t, ips)
+	eventuallyStatus(t, "noref", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		var ready *metav1.Condition
+		for i := range st.Conditions {
+			if st.Conditions[i].Type == "Ready" {
+				ready = &st.Conditions[i]
+			}
+		}
+		if assert.NotNil(c, ready) {
+			assert.Equal(c, metav1.ConditionFalse, ready.Status)
+			assert.Equal(c, "PasswordSecretNotFound", ready.Reason)
+			assert.Equal(c, "Secret tcr-assistant-system/does-not-exist named by docker.passwordSecretRef does not exist", ready.Message)
+		}
+	})
+	_, err := getSecret("noref", "tcr.ipsnoref")
+	assert.True(t, apierrors.IsNotFound(err))
+}
+
+// patientRetry outlasts the conflicts of several writers racing on one object.
+var patientRetry = wait.Backoff{Steps: 100, Duration: 5 * time.Millisecond, Factor: 1.2, Jitter: 0.5, Cap: 200 * time.Millisecond}

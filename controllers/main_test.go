@@ -1,0 +1,223 @@
+package controllers_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/controllers"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
+)
+
+const (
+	ownNamespace    = "tcr-assistant-system"
+	statusListLimit = 5
+	timeout         = 60 * time.Second
+	tick            = 100 * time.Millisecond
+)
+
+var (
+	env *testenv.Env
+	// logs captures everything the in-process manager logs, at debug level.
+	logs      syncBuffer
+	startOnce sync.Once
+	startErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := testenv.Main(m, &env)
+	if code != 0 {
+		// The manager's log is the first thing to read when a test fails.
+		fmt.Fprintln(os.Stderr, "--- manager log ---")
+		fmt.Fprintln(os.Stderr, logs.String())
+	}
+	os.Exit(code)
+}
+
+// syncBuffer is a bytes.Buffer safe for the manager's concurrent log writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startManager starts, once per test binary, a manager running the reconciler against the
+// local control plane, configured as cmd/manager configures it.
+func startManager(t *testing.T) {
+	t.Helper()
+	startOnce.Do(func() {
+		ctrl.SetLogger(zap.New(zap.WriteTo(&logs), zap.Level(zapcore.DebugLevel)))
+		ctx := context.Background()
+		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ownNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+			startErr = err
+			return
+		}
+		cfg := *env.Config
+		cfg.QPS, cfg.Burst = 1000, 2000
+		mgr, err := ctrl.NewManager(&cfg, ctrl.Options{
+			Scheme:                 env.Scheme,
+			Cache:                  controllers.CacheOptions(ownNamespace),
+			Metrics:                metricsserver.Options{BindAddress: "0"},
+			HealthProbeBindAddress: "0",
+		})
+		if err != nil {
+			startErr = err
+			return
+		}
+		r := controllers.New(controllers.Options{Namespace: ownNamespace, StatusListLimit: statusListLimit, StatusDelay: 200 * time.Millisecond})
+		if startErr = r.SetupWithManager(mgr); startErr != nil {
+			return
+		}
+		go func() {
+			if err := mgr.Start(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "manager stopped:", err)
+			}
+		}()
+	})
+	require.NoError(t, startErr)
+}
+
+// newIPS returns an ImagePullSecret with a name and password unique to the test.
+func newIPS(name, namespaces, serviceAccounts string) *tcrv1.ImagePullSecret {
+	return &tcrv1.ImagePullSecret{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: tcrv1.ImagePullSecretSpec{
+			Namespaces:      namespaces,
+			ServiceAccounts: serviceAccounts,
+			Docker: tcrv1.DockerCredential{
+				Server:   "registry-" + name + ".tencentcloudcr.com",
+				Username: "user-" + name,
+				Password: password(name + "-pass"),
+			},
+		},
+	}
+}
+
+var (
+	secretsMu sync.Mutex
+	// usedSecrets is every password (and auth string) handed to the controller by the tests;
+	// TestCredentialsNeverLeak checks that none of them appears in its logs.
+	usedSecrets []string
+)
+
+// password returns a recognisable password and remembers it for the leak check.
+func password(seed string) string {
+	p := "S3cr3t-" + seed + "-pw"
+	secretsMu.Lock()
+	usedSecrets = append(usedSecrets, p)
+	secretsMu.Unlock()
+	return p
+}
+
+// createIPS creates ips and registers its deletion (waiting until the finalizer is gone).
+func createIPS(t *testing.T, ips *tcrv1.ImagePullSecret) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, env.Client.Create(ctx, ips))
+	t.Cleanup(func() { deleteIPS(t, ips.Name) })
+}
+
+func deleteIPS(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	err := env.Client.Delete(ctx, &tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	if apierrors.IsNotFound(err) {
+		return
+	}
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return apierrors.IsNotFound(env.Client.Get(ctx, types.NamespacedName{Name: name}, &tcrv1.ImagePullSecret{}))
+	}, timeout, tick, "ImagePullSecret %s was not deleted (finalizer left?)", name)
+}
+
+func createNamespace(t *testing.T, name string, labels map[string]string, serviceAccounts ...string) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}))
+	for _, sa := range serviceAccounts {
+		createServiceAccount(t, name, sa)
+	}
+}
+
+func createServiceAccount(t *testing.T, namespace, name string, pullSecrets ...string) {
+	t.Helper()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	for _, p := range pullSecrets {
+		sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: p})
+	}
+	require.NoError(t, env.Client.Create(context.Background(), sa))
+}
+
+func getSecret(namespace, name string) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	return s, env.Client.Get(context.Background(), types.NamespacedName{Namespace: namespace, Name: name}, s)
+}
+
+// pullSecrets returns the imagePullSecrets names of a ServiceAccount.
+func pullSecrets(t require.TestingT, namespace, name string) []string {
+	sa := &corev1.ServiceAccount{}
+	require.NoError(t, env.Client.Get(context.Background(), types.NamespacedName{Namespace: namespace, Name: name}, sa))
+	out := []string{}
+	for _, r := range sa.ImagePullSecrets {
+		out = append(out, r.Name)
+	}
+	return out
+}
+
+func getIPS(t require.TestingT, name string) *tcrv1.ImagePullSecret {
+	ips := &tcrv1.ImagePullSecret{}
+	require.NoError(t, env.Client.Get(context.Background(), types.NamespacedName{Name: name}, ips))
+	return ips
+}
+
+// eventuallyStatus waits until the status of the named ImagePullSecret satisfies check.
+func eventuallyStatus(t *testing.T, name string, check func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus)) {
+	t.Helper()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ips := &tcrv1.ImagePullSecret{}
+		if !assert.NoError(c, env.Client.Get(context.Background(), types.NamespacedName{Name: name}, ips)) {
+			return
+		}
+		check(c, ips.Status)
+	}, timeout, tick)
+}
+
+// expectedDockerConfig is the .dockerconfigjson the original product writes.
+func expectedDockerConfig(server, user, pass string) string {
+	return fmt.Sprintf(`{"auths":{%q:{"username":%q,"password":%q,"auth":%q}}}`, server, user, pass, b64(user+":"+pass))
+}
+
+// listOwnedSecrets lists the Secrets distributed for the ImagePullSecret name.
+func listOwnedSecrets(t require.TestingT, name string) []corev1.Secret {
+	list := &corev1.SecretList{}
+	require.NoError(t, env.Client.List(context.Background(), list, client.MatchingLabels{tcrv1.OwnerLabel: name}))
+	return list.Items
+}
