@@ -65,7 +65,7 @@ func main() {
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving certificate (tls.crt, tls.key).")
 	flag.StringVar(&o.webhookExtraSA, "webhook-extra-sans", "", "Comma-separated extra DNS names or IP addresses for the webhook serving certificate, for running out of cluster.")
 	flag.BoolVar(&o.localControlPlane, "local-control-plane", false, "Start an embedded etcd and kube-apiserver from bin/ with the CRDs, run against it and create demo objects ('make run' without a cluster).")
-	zapOpts := zap.Options{Development: true}
+	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
