@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkBinary builds bin/hosts-updater's source into a temporary directory, runs it as a
+// child process against the local control plane and a temporary hosts file, and reports the
+// time from a ConfigMap update (the API call included) to the file's change, over b.N edits
+// (p50 and p99), then the process's resident memory once idle:
+//
+//	go test -run '^$' -bench BenchmarkBinary -benchtime 20x ./cmd/hosts-updater/
+func BenchmarkBinary(b *testing.B) {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "hosts-updater")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building: %v\n%s", err, out)
+	}
+	hosts := filepath.Join(dir, "hosts")
+	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := env.Kubectl("", "create", "namespace", namespace); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
+		b.Fatal(err)
+	}
+	setHostsB(b, latencyDoc(0))
+
+	cmd := exec.Command(bin, "--kubeconfig", env.Kubeconfig, "--namespace", namespace, "--hosts-file", hosts,
+		"--metrics-bind-address", "127.0.0.1:18090", "--health-probe-bind-address", "127.0.0.1:18091")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	waitUntil(b, func() bool {
+		resp, err := http.Get("http://127.0.0.1:18091/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	latencies := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 1; i <= b.N; i++ {
+		want := strings.SplitN(latencyDoc(i), "\n", 3)[1]
+		want = strings.TrimPrefix(want, "  ip: ") + " demo.tencentcloudcr.com\n"
+		start := time.Now()
+		setHostsB(b, latencyDoc(i))
+		waitUntil(b, func() bool {
+			data, _ := os.ReadFile(hosts)
+			return strings.Contains(string(data), want)
+		})
+		latencies = append(latencies, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(latencies)
+	pct := func(p float64) time.Duration { return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))] }
+	b.ReportMetric(float64(pct(0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(pct(0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(latencies[len(latencies)-1].Microseconds())/1000, "max-ms")
+
+	time.Sleep(10 * time.Second) // let the process settle before reading its memory
+	rss, hwm := procStatus(b, cmd.Process.Pid)
+	b.ReportMetric(float64(rss)/1024, "VmRSS-MiB")
+	b.ReportMetric(float64(hwm)/1024, "VmHWM-MiB")
+}
+
+func setHostsB(b *testing.B, doc string) {
+	b.Helper()
+	data := fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: updater-config\n  namespace: %s\ndata:\n  hosts.yaml: %s\n", namespace, strconv.Quote(doc))
+	if _, _, err := env.Kubectl(data, "apply", "--server-side", "--force-conflicts", "--field-manager=bench", "-f", "-"); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func waitUntil(b *testing.B, cond func() bool) {
+	b.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatal("timed out")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// procStatus returns VmRSS and VmHWM of a process, in KiB.
+func procStatus(b *testing.B, pid int) (rss, hwm int) {
+	b.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		v, _ := strconv.Atoi(fields[1])
+		switch fields[0] {
+		case "VmRSS:":
+			rss = v
+		case "VmHWM:":
+			hwm = v
+		}
+	}
+	return rss, hwm
+}
+
+// latencyDoc is the hosts.yaml of edit i: one entry whose address changes with i.
+func latencyDoc(i int) string {
+	return fmt.Sprintf("- domain: demo.tencentcloudcr.com\n  ip: 10.0.%d.%d\n", i/250, i%250+1)
+}

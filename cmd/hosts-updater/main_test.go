@@ -1,0 +1,337 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/tcr-assistant/tcr-assistant/agent"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
+
+const (
+	namespace = "tcr-assistant-system"
+	// agentUser is the identity of the DaemonSet's ServiceAccount, so that the tests run the
+	// agent under the Role of config/agent.
+	agentUser = "system:serviceaccount:" + namespace + ":hosts-updater"
+	waitFor   = 60 * time.Second
+	tick      = 10 * time.Millisecond
+)
+
+var installOnce sync.Once
+
+// install applies config/agent (namespace, ServiceAccount, Role, RoleBinding, the empty
+// ConfigMap and the DaemonSet) to the control plane, once.
+func install(t *testing.T) {
+	t.Helper()
+	installOnce.Do(func() {
+		_, _, err := env.Kubectl("", "create", "namespace", namespace)
+		require.NoError(t, err)
+		_, _, err = env.Kubectl("", "apply", "--server-side", "--field-manager=tcr-assistant-test", "-k", filepath.Join(env.Root, "config", "agent"))
+		require.NoError(t, err)
+	})
+}
+
+// writeKubeconfig writes a kubeconfig for cfg, for the command's --kubeconfig flag.
+func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
+	t.Helper()
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
+	kc.CurrentContext = "test"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, clientcmd.WriteToFile(*kc, path))
+	return path
+}
+
+// startAgent runs the command in-process as the agent's ServiceAccount against hostsFile, and
+// returns the base URLs of its metrics and probe endpoints.
+func startAgent(t *testing.T, hostsFile string, extraArgs ...string) (metricsURL, probesURL string) {
+	t.Helper()
+	install(t)
+	cfg, err := env.AddUser(agentUser, "system:serviceaccounts", "system:serviceaccounts:"+namespace)
+	require.NoError(t, err)
+	args := append([]string{
+		"--kubeconfig", writeKubeconfig(t, cfg),
+		"--namespace", namespace,
+		"--hosts-file", hostsFile,
+		"--metrics-bind-address", "127.0.0.1:0",
+		"--health-probe-bind-address", "127.0.0.1:0",
+	}, extraArgs...)
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan *servers, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, args, testLogWriter{t}, func(_ *agent.Agent, s *servers) { started <- s })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err, "the agent's exit")
+		case <-time.After(waitFor):
+			t.Error("the agent did not stop")
+		}
+	})
+	select {
+	case s := <-started:
+		return "http://" + s.metrics.String(), "http://" + s.probes.String()
+	case err := <-done:
+		require.NoError(t, err)
+		t.Fatal("the agent stopped at once")
+	case <-time.After(waitFor):
+		t.Fatal("the agent did not start")
+	}
+	return "", ""
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+func admin(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	c, err := kubernetes.NewForConfig(env.Config)
+	require.NoError(t, err)
+	return c
+}
+
+// setHosts writes doc as the ConfigMap's hosts.yaml, creating the ConfigMap if needed.
+func setHosts(t *testing.T, doc string) {
+	t.Helper()
+	ctx := context.Background()
+	cms := admin(t).CoreV1().ConfigMaps(namespace)
+	cm, err := cms.Get(ctx, agent.ConfigMapName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cms.Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: agent.ConfigMapName, Namespace: namespace},
+			Data:       map[string]string{agent.ConfigKey: doc},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		return
+	}
+	require.NoError(t, err)
+	cm.Data = map[string]string{agent.ConfigKey: doc}
+	_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+	require.NoError(t, err)
+}
+
+func deleteConfigMap(t *testing.T) {
+	t.Helper()
+	err := admin(t).CoreV1().ConfigMaps(namespace).Delete(context.Background(), agent.ConfigMapName, metav1.DeleteOptions{})
+	require.NoError(t, err)
+}
+
+func fileContent(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(data)
+}
+
+// requireFile waits until the file at path holds want.
+func requireFile(t *testing.T, path, want string) {
+	t.Helper()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, want, fileContent(t, path))
+	}, waitFor, tick)
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(body)
+}
+
+func block(lines ...string) string {
+	return agent.BeginMarker + "\n" + strings.Join(lines, "\n") + "\n" + agent.EndMarker + "\n"
+}
+
+// TestAgentFollowsTheConfigMap runs the agent, as its ServiceAccount under the Role of
+// config/agent, against a temporary hosts file, and edits the ConfigMap through the API.
+func TestAgentFollowsTheConfigMap(t *testing.T) {
+	const original = "127.0.0.1 localhost\n# cloud-init managed\n10.1.2.3\tnode-1\n"
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	require.NoError(t, os.WriteFile(hosts, []byte(original), 0o644))
+	install(t)
+	setHosts(t, "[]")
+
+	metrics, probes := startAgent(t, hosts, "--resync", "1s")
+
+	require.Eventually(t, func() bool { code, _ := get(t, probes+"/readyz"); return code == http.StatusOK }, waitFor, tick)
+	code, body := get(t, probes+"/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "ok", body)
+	assert.Equal(t, original, fileContent(t, hosts), "an empty list leaves the file alone")
+
+	t.Log("Create entries")
+	setHosts(t, "- domain: demo.tencentcloudcr.com\n  ip: 10.0.0.2\n  disabled: false\n- domain: v6.tencentcloudcr.com\n  ip: 'FD00::0002'\n")
+	requireFile(t, hosts, original+block("10.0.0.2 demo.tencentcloudcr.com", "fd00::2 v6.tencentcloudcr.com"))
+
+	t.Log("Edit an entry")
+	setHosts(t, "- domain: demo.tencentcloudcr.com\n  ip: 10.0.0.3\n- domain: v6.tencentcloudcr.com\n  ip: 'fd00::2'\n")
+	requireFile(t, hosts, original+block("10.0.0.3 demo.tencentcloudcr.com", "fd00::2 v6.tencentcloudcr.com"))
+
+	t.Log("Disable an entry")
+	setHosts(t, "- domain: demo.tencentcloudcr.com\n  ip: 10.0.0.3\n  disabled: true\n- domain: v6.tencentcloudcr.com\n  ip: 'fd00::2'\n")
+	requireFile(t, hosts, original+block("fd00::2 v6.tencentcloudcr.com"))
+
+	t.Log("An invalid entry is skipped and counted")
+	setHosts(t, "- domain: '*.tencentcloudcr.com'\n  ip: 10.0.0.4\n- domain: v6.tencentcloudcr.com\n  ip: 'fd00::2'\n")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, m := get(t, metrics+"/metrics")
+		assert.Contains(c, m, "tcr_assistant_hosts_updater_invalid_entries 1\n")
+	}, waitFor, tick)
+	assert.Equal(t, original+block("fd00::2 v6.tencentcloudcr.com"), fileContent(t, hosts))
+
+	t.Log("A document that does not parse keeps the last applied state")
+	setHosts(t, "- domain: [broken\n")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, m := get(t, metrics+"/metrics")
+		assert.Contains(c, m, "tcr_assistant_hosts_updater_parse_errors_total 1\n")
+	}, waitFor, tick)
+	assert.Equal(t, original+block("fd00::2 v6.tencentcloudcr.com"), fileContent(t, hosts))
+
+	t.Log("Another writer removes the block; the resync repairs it")
+	require.NoError(t, os.WriteFile(hosts, []byte(original+"10.9.9.9 added-by-cloud-init\n"), 0o644))
+	requireFile(t, hosts, original+"10.9.9.9 added-by-cloud-init\n"+block("fd00::2 v6.tencentcloudcr.com"))
+
+	t.Log("A managed domain outside the block is reported")
+	require.NoError(t, os.WriteFile(hosts, []byte(original+"10.9.9.9 v6.tencentcloudcr.com\n"+block("fd00::2 v6.tencentcloudcr.com")), 0o644))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, m := get(t, metrics+"/metrics")
+		assert.Contains(c, m, "tcr_assistant_hosts_updater_domains_outside_block 1\n")
+	}, waitFor, tick)
+	require.NoError(t, os.WriteFile(hosts, []byte(original+block("fd00::2 v6.tencentcloudcr.com")), 0o644))
+
+	t.Log("Delete the ConfigMap")
+	deleteConfigMap(t)
+	requireFile(t, hosts, original)
+
+	t.Log("Recreate it")
+	setHosts(t, "- domain: demo.tencentcloudcr.com\n  ip: 10.0.0.5\n")
+	requireFile(t, hosts, original+block("10.0.0.5 demo.tencentcloudcr.com"))
+
+	_, m := get(t, metrics+"/metrics")
+	for _, want := range []string{
+		"tcr_assistant_hosts_updater_entries_applied 1\n",
+		"tcr_assistant_hosts_updater_invalid_entries 0\n",
+		"tcr_assistant_hosts_updater_write_errors_total 0\n",
+		"tcr_assistant_hosts_updater_last_apply_timestamp_seconds ",
+	} {
+		assert.Contains(t, m, want)
+	}
+}
+
+// TestAgentRoleIsLimitedToItsConfigMap checks that the Role of config/agent, which the agent
+// above works under, grants nothing but the one ConfigMap.
+func TestAgentRoleIsLimitedToItsConfigMap(t *testing.T) {
+	install(t)
+	ctx := context.Background()
+	cfg, err := env.AddUser(agentUser, "system:serviceaccounts", "system:serviceaccounts:"+namespace)
+	require.NoError(t, err)
+	c, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+
+	_, err = admin(t).CoreV1().ConfigMaps(namespace).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "someone-elses", Namespace: namespace},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	_, err = c.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + agent.ConfigMapName})
+	require.NoError(t, err, "listing the agent's ConfigMap by field selector")
+	_, err = c.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{})
+	require.EqualError(t, err, `configmaps is forbidden: User "`+agentUser+`" cannot list resource "configmaps" in API group "" in the namespace "`+namespace+`"`)
+	_, err = c.CoreV1().ConfigMaps(namespace).Get(ctx, "someone-elses", metav1.GetOptions{})
+	require.EqualError(t, err, `configmaps "someone-elses" is forbidden: User "`+agentUser+`" cannot get resource "configmaps" in API group "" in the namespace "`+namespace+`"`)
+	_, err = c.CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{})
+	require.EqualError(t, err, `secrets is forbidden: User "`+agentUser+`" cannot list resource "secrets" in API group "" in the namespace "`+namespace+`"`)
+}
+
+func TestSubcommands(t *testing.T) {
+	dir := t.TempDir()
+	doc := filepath.Join(dir, "hosts.yaml")
+	require.NoError(t, os.WriteFile(doc, []byte("- domain: demo.tencentcloudcr.com\n  ip: 10.0.0.2\n  disabled: false\n"), 0o644))
+	broken := filepath.Join(dir, "broken.yaml")
+	require.NoError(t, os.WriteFile(broken, []byte("domain: x\n"), 0o644))
+	const original = "127.0.0.1 localhost\r\n::1 localhost"
+
+	tests := map[string]struct {
+		args    func(hosts string) []string
+		start   string
+		want    string
+		wantErr string
+	}{
+		"apply writes the block": {
+			args:  func(h string) []string { return []string{"apply", "--from-file", doc, "--hosts-file", h} },
+			start: original,
+			want:  "127.0.0.1 localhost\r\n::1 localhost\r\n" + agent.BeginMarker + "\r\n10.0.0.2 demo.tencentcloudcr.com\r\n" + agent.EndMarker,
+		},
+		"cleanup removes the block and nothing else": {
+			args:  func(h string) []string { return []string{"cleanup", "--hosts-file", h} },
+			start: "127.0.0.1 localhost\r\n::1 localhost\r\n" + agent.BeginMarker + "\r\n10.0.0.2 demo.tencentcloudcr.com\r\n" + agent.EndMarker,
+			want:  original,
+		},
+		"apply refuses a document that does not parse and leaves the file alone": {
+			args:    func(h string) []string { return []string{"apply", "--from-file", broken, "--hosts-file", h} },
+			start:   original,
+			want:    original,
+			wantErr: broken + ": parsing hosts.yaml: want a YAML list of {domain, ip, disabled}, got a mapping",
+		},
+		"apply needs --from-file": {
+			args:    func(h string) []string { return []string{"apply", "--hosts-file", h} },
+			start:   original,
+			want:    original,
+			wantErr: "apply needs --from-file",
+		},
+		"a stray argument is refused": {
+			args:    func(h string) []string { return []string{"cleanup", "--hosts-file", h, "extra"} },
+			start:   original,
+			want:    original,
+			wantErr: `unexpected argument "extra"`,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			hosts := filepath.Join(t.TempDir(), "hosts")
+			require.NoError(t, os.WriteFile(hosts, []byte(tc.start), 0o644))
+			var stderr bytes.Buffer
+			err := run(context.Background(), tc.args(hosts), &stderr, nil)
+			if tc.wantErr != "" {
+				require.EqualError(t, err, tc.wantErr)
+			} else {
+				require.NoError(t, err, stderr.String())
+			}
+			assert.Equal(t, tc.want, fileContent(t, hosts))
+		})
+	}
+}
