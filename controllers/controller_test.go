@@ -93,9 +93,7 @@ func TestSampleDistributesToEveryNamespaceAndLaterOnes(t *testing.T) {
 	_ = ctx
 }
 
-func itoa(n int32) string { return strings.TrimSpace(strings.Repeat(" ", 0) + formatInt(n)) }
-
-func formatInt(n int32) string { return strconvItoa(int(n)) }
+func itoa(n int32) string { return strconvItoa(int(n)) }
 
 // liveTargets counts the non-terminating namespaces and the ServiceAccounts in them.
 func liveTargets(t require.TestingT) (namespaces, serviceAccounts int32) {

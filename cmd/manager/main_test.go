@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
+
+// buildManager builds this command into a temporary directory.
+func buildManager(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "manager")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
+}
+
+// process is a bin/manager running as a child process against the test control plane.
+type process struct {
+	cmd *exec.Cmd
+	out *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func startManager(t testing.TB, bin string, args ...string) *process {
+	t.Helper()
+	args = append([]string{
+		"--kubeconfig", env.Kubeconfig, "--enable-webhook=false",
+		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+	}, args...)
+	p := &process{cmd: exec.Command(bin, args...), out: &lockedBuffer{}}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	require.NoError(t, p.cmd.Start())
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			_ = p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("manager output:\n%s", p.out.String())
+		}
+	})
+	return p
+}
+
+func (p *process) kill(t testing.TB) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
+	_ = p.cmd.Wait()
+}
+
+func createTargets(t testing.TB, prefix string, namespaces int, serviceAccounts ...string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var names []string
+	var mu sync.Mutex
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for i := range work {
+				ns := fmt.Sprintf("%s-%04d", prefix, i)
+				assert.NoError(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+				for j, sa := range serviceAccounts {
+					obj := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}
+					if j == 0 {
+						obj.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "team-registry"}}
+					}
+					assert.NoError(t, env.Client.Create(ctx, obj))
+				}
+				mu.Lock()
+				names = append(names, ns)
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range namespaces {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return names
+}
+
+func ownedSecrets(t require.TestingT, name string) []corev1.Secret {
+	list := &corev1.SecretList{}
+	require.NoError(t, env.Client.List(context.Background(), list, client.MatchingLabels{tcrv1.OwnerLabel: name}))
+	return list.Items
+}
+
+// TestKilledManagerIsResumedWithoutDuplicates SIGKILLs the manager midway through distributing
+// to 200 namespaces, starts a new one, and expects every Secret and reference exactly once.
+func TestKilledManagerIsResumedWithoutDuplicates(t *testing.T) {
+	bin := buildManager(t)
+	ctx := context.Background()
+	namespaces := createTargets(t, "kill", 200, "default", "builder", "deployer")
+	ips := &tcrv1.ImagePullSecret{
+		ObjectMeta: metav1.ObjectMeta{Name: "kill"},
+		Spec: tcrv1.ImagePullSecretSpec{Namespaces: "*", ServiceAccounts: "*", Docker: tcrv1.DockerCredential{
+			Server: "kill.tencentcloudcr.com", Username: "kill", Password: "kill-password",
+		}},
+	}
+	require.NoError(t, env.Client.Create(ctx, ips))
+
+	// A slow first manager (20 requests/s) so that the kill lands midway.
+	first := startManager(t, bin, "--kube-api-qps=20", "--kube-api-burst=20")
+	require.Eventually(t, func() bool { return len(ownedSecrets(t, "kill")) >= 20 }, 2*time.Minute, 50*time.Millisecond)
+	first.kill(t)
+	atKill := len(ownedSecrets(t, "kill"))
+	require.Less(t, atKill, len(namespaces), "the first manager must be killed before it finished")
+	t.Logf("killed the first manager with %d of %d Secrets written", atKill, len(namespaces))
+
+	startManager(t, bin)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		secrets := ownedSecrets(c, "kill")
+		perNamespace := map[string]int{}
+		for _, s := range secrets {
+			perNamespace[s.Namespace]++
+		}
+		for _, ns := range namespaces {
+			assert.Equal(c, 1, perNamespace[ns], "Secrets in %s", ns)
+		}
+		list := &corev1.ServiceAccountList{}
+		if !assert.NoError(c, env.Client.List(ctx, list)) {
+			return
+		}
+		checked := 0
+		for _, sa := range list.Items {
+			if len(sa.Namespace) < 5 || sa.Namespace[:5] != "kill-" {
+				continue
+			}
+			checked++
+			var got []string
+			for _, r := range sa.ImagePullSecrets {
+				got = append(got, r.Name)
+			}
+			if sa.Name == "default" {
+				assert.Equal(c, []string{"team-registry", "tcr.ipskill"}, got, sa.Namespace)
+			} else {
+				assert.Equal(c, []string{"tcr.ipskill"}, got, sa.Namespace+"/"+sa.Name)
+			}
+		}
+		assert.Equal(c, 3*len(namespaces), checked)
+		cur := &tcrv1.ImagePullSecret{}
+		if assert.NoError(c, env.Client.Get(ctx, client.ObjectKey{Name: "kill"}, cur)) {
+			assert.Equal(c, int32(3*len(namespaces)), cur.Status.SAsSuccess)
+			assert.Equal(c, cur.Status.SecretsDesired, cur.Status.SecretsSuccess)
+			assert.Equal(c, cur.Status.SAsDesired, cur.Status.SAsSuccess)
+		}
+	}, 2*time.Minute, 200*time.Millisecond)
+}

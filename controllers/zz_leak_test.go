@@ -1,0 +1,139 @@
+package controllers_test
+
+import (
+	"context"
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+)
+
+// gauge returns the value of a per-ImagePullSecret gauge and whether the series exists.
+func gauge(t *testing.T, metric, name string) (float64, bool) {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != metric {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "imagepullsecret" && l.GetValue() == name {
+					return m.GetGauge().GetValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// TestMetricsFollowTheImagePullSecret checks the per-CR gauges and their removal.
+func TestMetricsFollowTheImagePullSecret(t *testing.T) {
+	startManager(t)
+	createNamespace(t, "metrics-a", nil, "default", "builder")
+	createNamespace(t, "metrics-b", nil, "default")
+	createIPS(t, newIPS("metrics", "metrics-a,metrics-b", "*"))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for metric, want := range map[string]float64{
+			"tcr_assistant_secrets_desired":         2,
+			"tcr_assistant_secrets_success":         2,
+			"tcr_assistant_serviceaccounts_desired": 3,
+			"tcr_assistant_serviceaccounts_success": 3,
+		} {
+			got, ok := gauge(t, metric, "metrics")
+			assert.True(c, ok, metric)
+			assert.Equal(c, want, got, metric)
+		}
+	}, timeout, tick)
+	deleteIPS(t, "metrics")
+	require.Eventually(t, func() bool {
+		_, ok := gauge(t, "tcr_assistant_secrets_desired", "metrics")
+		return !ok
+	}, timeout, tick, "the series of a deleted ImagePullSecret must be removed")
+}
+
+// TestCredentialsNeverLeak runs a scenario through every code path that handles a credential
+// (create, rotation, foreign Secret, retargeting, deletion) and then checks that no password,
+// auth string or dockerconfigjson used by any test of this package appears in the manager's
+// log, in any Event or in any status. It runs last (file name) so the log holds every test.
+func TestCredentialsNeverLeak(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "leak-a", nil, "default")
+	createNamespace(t, "leak-b", nil, "default")
+	require.NoError(t, env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "leak-b", Name: "tcr.ipsleak"},
+		Data:       map[string][]byte{"x": []byte("y")},
+	}))
+	ips := newIPS("leak", "leak-a,leak-b", "*")
+	createIPS(t, ips)
+	eventuallyStatus(t, "leak", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.Equal(c, int32(1), st.SecretsSuccess)
+		assert.Len(c, st.Failures, 1)
+	})
+	rotated := password("leak-rotated")
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := getIPS(t, "leak")
+		cur.Spec.Docker.Password = rotated
+		cur.Spec.Namespaces = "leak-a"
+		return env.Client.Update(ctx, cur)
+	}))
+	want := expectedDockerConfig(ips.Spec.Docker.Server, ips.Spec.Docker.Username, rotated)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		s, err := getSecret("leak-a", "tcr.ipsleak")
+		if assert.NoError(c, err) {
+			assert.Equal(c, want, string(s.Data[corev1.DockerConfigJsonKey]))
+		}
+	}, timeout, tick)
+	deleteIPS(t, "leak")
+
+	secretsMu.Lock()
+	var forbidden []string
+	for _, p := range usedSecrets {
+		forbidden = append(forbidden, p, base64.StdEncoding.EncodeToString([]byte(p)))
+	}
+	secretsMu.Unlock()
+	forbidden = append(forbidden, "tcr.jwt.token") // the sample's password
+	for _, u := range []string{"user-leak", "100012345678"} {
+		for _, p := range usedSecrets {
+			forbidden = append(forbidden, base64.StdEncoding.EncodeToString([]byte(u+":"+p)))
+		}
+	}
+	forbidden = append(forbidden, `"auths"`, base64.StdEncoding.EncodeToString([]byte(`{"auths"`))[:8])
+
+	log := logs.String()
+	require.NotEmpty(t, log)
+	require.Contains(t, log, "Cleaned up ImagePullSecret", "the log must cover the scenario")
+	events := &eventsv1.EventList{}
+	require.NoError(t, env.Client.List(ctx, events))
+	var notes strings.Builder
+	for _, e := range events.Items {
+		notes.WriteString(e.Note + "\n" + e.Reason + "\n")
+	}
+	ipsList := &tcrv1.ImagePullSecretList{}
+	require.NoError(t, env.Client.List(ctx, ipsList))
+	var statuses strings.Builder
+	for _, i := range ipsList.Items {
+		for _, f := range i.Status.Failures {
+			statuses.WriteString(f.Message + "\n")
+		}
+		for _, c := range i.Status.Conditions {
+			statuses.WriteString(c.Message + "\n")
+		}
+	}
+	for _, secret := range forbidden {
+		assert.NotContains(t, log, secret, "manager log")
+		assert.NotContains(t, notes.String(), secret, "Events")
+		assert.NotContains(t, statuses.String(), secret, "status")
+	}
+}
