@@ -44,6 +44,7 @@ type Agent struct {
 	applied     []Entry // the entries of the last document that parsed
 	haveApplied bool
 	lastInvalid string // what was last logged, to log changes only
+	lastBadDoc  string
 	lastOutside string
 	ready       atomic.Bool
 }
@@ -64,15 +65,19 @@ func (a *Agent) Apply(ctx context.Context, doc []byte, present bool) error {
 	if present {
 		cfg, err := ParseConfig(doc)
 		if err != nil {
-			a.Metrics.ParseErrors.Inc()
-			a.Log.Error("Ignored a hosts.yaml that does not parse and kept the last applied entries",
-				"source", a.Source, "error", err)
+			if string(doc) != a.lastBadDoc { // once per document, not once per resync
+				a.lastBadDoc = string(doc)
+				a.Metrics.ParseErrors.Inc()
+				a.Log.Error("Ignored a hosts.yaml that does not parse and kept the last applied entries",
+					"source", a.Source, "error", err)
+			}
 			if !a.haveApplied {
 				a.ready.Store(true)
 				return nil
 			}
 			entries = a.applied
 		} else {
+			a.lastBadDoc = ""
 			entries = cfg.Entries
 			a.reportInvalid(cfg.Invalid)
 		}

@@ -246,6 +246,7 @@ func TestAgentFollowsTheConfigMap(t *testing.T) {
 		"tcr_assistant_hosts_updater_entries_applied 1\n",
 		"tcr_assistant_hosts_updater_invalid_entries 0\n",
 		"tcr_assistant_hosts_updater_write_errors_total 0\n",
+		"tcr_assistant_hosts_updater_parse_errors_total 1\n", // once per bad document, not per resync
 		"tcr_assistant_hosts_updater_last_apply_timestamp_seconds ",
 	} {
 		assert.Contains(t, m, want)
