@@ -18,7 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tcr-assistant/tcr-assistant/admission"
@@ -30,7 +29,6 @@ import (
 func requireConsistent(t *testing.T, p *webhookProcess, opts admission.Options) *corev1.Secret {
 	t.Helper()
 	secret := certSecret(t, opts.SecretName)
-	assert.Equal(t, corev1.SecretTypeTLS, secret.Type)
 	for _, k := range []string{admission.KeyTLSCert, admission.KeyTLSKey, admission.KeyCACert, admission.KeyCAKey} {
 		assert.NotEmpty(t, secret.Data[k], "Secret key %s", k)
 	}
@@ -64,6 +62,7 @@ func TestBootstrapFromNothingGivesAWorkingWebhook(t *testing.T) {
 	p.waitReady(t)
 	secret := requireConsistent(t, p, opts)
 	assert.Equal(t, "tcr-assistant", secret.Labels["app.kubernetes.io/managed-by"])
+	assert.Equal(t, corev1.SecretTypeTLS, secret.Type)
 
 	// The serving certificate names the Service and the extra SAN, and chains to the bundle.
 	block, _ := pem.Decode(secret.Data[admission.KeyTLSCert])
@@ -79,25 +78,59 @@ func TestBootstrapFromNothingGivesAWorkingWebhook(t *testing.T) {
 	waitServing(t, "bootstrap")
 }
 
-func TestTheInstalledEmptySecretIsFilledIn(t *testing.T) {
-	ctx := context.Background()
-	opts := testOptions("empty-secret")
-	port := freePort(t)
-	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
-	ensureNamespace(t)
-	// What config/manager/webhook_cert_secret.yaml installs.
-	empty := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: opts.SecretName},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{corev1.TLSCertKey: {}, corev1.TLSPrivateKeyKey: {}},
+func TestAnInstalledEmptySecretIsFilledInAndSurvivesAReapply(t *testing.T) {
+	tests := map[string]struct {
+		manifest string
+	}{
+		"a Secret with no type and no data": {manifest: `apiVersion: v1
+kind: Secret
+metadata: {name: %s, namespace: %s}
+`},
+		"a kubernetes.io/tls Secret with empty keys": {manifest: `apiVersion: v1
+kind: Secret
+metadata: {name: %s, namespace: %s}
+type: kubernetes.io/tls
+data: {tls.crt: "", tls.key: ""}
+`},
 	}
-	require.NoError(t, env.Client.Create(ctx, empty))
+	i := 0
+	for name, tc := range tests {
+		i++
+		t.Run(name, func(t *testing.T) {
+			opts := testOptions(fmt.Sprintf("empty-secret-%d", i))
+			port := freePort(t)
+			installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
+			ensureNamespace(t)
+			bundled := fmt.Sprintf(tc.manifest, opts.SecretName, testNamespace)
+			_, _, err := env.Kubectl(bundled, "apply", "-f", "-")
+			require.NoError(t, err)
+			installed := certSecret(t, opts.SecretName)
+			require.Empty(t, installed.Data[admission.KeyTLSCert])
 
-	p := startWebhook(t, port, opts)
-	p.waitReady(t)
-	secret := requireConsistent(t, p, opts)
-	assert.Equal(t, empty.UID, secret.UID, "the installed Secret is updated, not replaced")
-	waitServing(t, "empty-secret")
+			p := startWebhook(t, port, opts)
+			p.waitReady(t)
+			filled := requireConsistent(t, p, opts)
+			assert.Equal(t, installed.UID, filled.UID, "the installed Secret is updated, not replaced")
+			assert.Equal(t, installed.Type, filled.Type, "the type of a Secret is immutable")
+			waitServing(t, opts.WebhookConfigurationName)
+
+			// Re-applying the bundle (an upgrade) never touches the CA, which the manifest does
+			// not list: whatever kubectl does to tls.crt and tls.key, the next start serves a
+			// certificate of the same CA, so caBundle does not change.
+			p.stop()
+			_, _, err = env.Kubectl(bundled, "apply", "-f", "-")
+			require.NoError(t, err)
+			reapplied := certSecret(t, opts.SecretName)
+			assert.Equal(t, filled.Data[admission.KeyCACert], reapplied.Data[admission.KeyCACert])
+			t.Logf("after the re-apply, tls.crt is %d bytes (was %d)", len(reapplied.Data[admission.KeyTLSCert]), len(filled.Data[admission.KeyTLSCert]))
+
+			p = startWebhook(t, port, opts)
+			p.waitReady(t)
+			refilled := requireConsistent(t, p, opts)
+			assert.Equal(t, filled.Data[admission.KeyCACert], refilled.Data[admission.KeyCACert], "same CA, so caBundle did not change")
+			waitServing(t, opts.WebhookConfigurationName)
+		})
+	}
 }
 
 func TestReadinessWaitsForTheCABundle(t *testing.T) {
@@ -229,6 +262,8 @@ func TestRotationKeepsRequestsSucceeding(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
+	t.Logf("%d requests across the rotation, %d failed; %d CA bundles, %d serving certificates issued, %d served",
+		sent.Load(), failed.Load(), len(cas), len(certs), len(served))
 	assert.Zero(t, failed.Load(), "%d of %d requests failed across the rotation; the first: %v", failed.Load(), sent.Load(), firstFailure.Load())
 	assert.Greater(t, sent.Load(), int64(100))
 	assert.GreaterOrEqual(t, len(certs), 3, "serving certificates issued")

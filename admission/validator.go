@@ -46,7 +46,7 @@ func (Validator) ValidateDelete(context.Context, *tcrv1.ImagePullSecret) (admiss
 	return nil, nil
 }
 
-// Validate returns the refusal of ips as an Invalid status error, whose message kubectl prints
+// validate returns the refusal of ips as an Invalid status error, whose message kubectl prints
 // as `ImagePullSecret.tcr.tencentcloudcr.com "name" is invalid: spec.field: ...`, or nil.
 func validate(ips *tcrv1.ImagePullSecret) (admission.Warnings, error) {
 	var errs field.ErrorList
