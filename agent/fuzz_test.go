@@ -2,6 +2,8 @@ package agent
 
 import (
 	"bytes"
+	"net/netip"
+	"strconv"
 	"testing"
 )
 
@@ -59,4 +61,32 @@ func hasMarker(content []byte) bool {
 		}
 	}
 	return false
+}
+
+// FuzzParseConfig checks, for any document, that every accepted entry renders as a line the
+// agent recognises as its own (so a half-deleted block can always be cleaned up), with a
+// canonical address, and that no domain gets two addresses of one family.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("- {domain: demo.tencentcloudcr.com, ip: 10.0.0.2, disabled: false}\n"))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		cfg, err := ParseConfig(doc)
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, e := range cfg.Entries {
+			if !isEntryLine(e.IP + " " + e.Domain) {
+				t.Fatalf("entry %+v renders as a line the agent does not recognise", e)
+			}
+			addr := netip.MustParseAddr(e.IP)
+			if addr.String() != e.IP {
+				t.Fatalf("entry %+v has a non-canonical address", e)
+			}
+			key := e.Domain + "/" + strconv.FormatBool(addr.Is4())
+			if seen[key] {
+				t.Fatalf("domain %s has two addresses of one family", e.Domain)
+			}
+			seen[key] = true
+		}
+	})
 }
