@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -136,8 +137,50 @@ func (sizeEstimator) EstimateCallCost(string, string, *checker.AstNode, []checke
 	return nil
 }
 
-// costEstimator prices the Kubernetes library functions and sizes our variables.
+// costEstimator prices the Kubernetes library functions at runtime and sizes our variables.
 var costEstimator = &library.CostEstimator{SizeEstimator: sizeEstimator{}}
+
+// staticEstimator is costEstimator plus result sizes for optional values, so that
+// `namespace.labels[?"team"].orValue("") == "a"` is priced as a comparison of label values
+// rather than of strings of unknown (unbounded) size.
+type staticEstimator struct{ sizeEstimator }
+
+func (staticEstimator) EstimateCallCost(function, overloadID string, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	if est := costEstimator.EstimateCallCost(function, overloadID, target, args); est != nil {
+		return est
+	}
+	one := checker.CostEstimate{Min: 1, Max: 1}
+	switch function {
+	case "_[?_]", "_?._": // optional index and optional field selection on a map
+		if len(args) == 2 {
+			if size := (sizeEstimator{}).EstimateSize(pathNode{path: append(slices.Clone(args[0].Path()), "@values")}); size != nil {
+				return &checker.CallEstimate{CostEstimate: one, ResultSize: size}
+			}
+		}
+	case "orValue":
+		if target != nil && len(args) == 1 {
+			t, a := (*target).ComputedSize(), args[0].ComputedSize()
+			if t != nil && a != nil {
+				return &checker.CallEstimate{CostEstimate: one, ResultSize: &checker.SizeEstimate{Min: min(t.Min, a.Min), Max: max(t.Max, a.Max)}}
+			}
+		}
+	case "value":
+		if target != nil {
+			if t := (*target).ComputedSize(); t != nil {
+				return &checker.CallEstimate{CostEstimate: one, ResultSize: t}
+			}
+		}
+	}
+	return nil
+}
+
+// pathNode is a synthetic AST node that only carries a path, to ask sizeEstimator about it.
+type pathNode struct {
+	checker.AstNode
+	path []string
+}
+
+func (n pathNode) Path() []string { return n.path }
 
 // program is one compiled CEL predicate with the source it came from.
 type program struct {
@@ -182,7 +225,7 @@ func compileCEL(env *cel.Env, source string) (*program, compileKind, string) {
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) {
 		return nil, compileNotBool, t.String()
 	}
-	est, err := env.EstimateCost(ast, costEstimator)
+	est, err := env.EstimateCost(ast, staticEstimator{})
 	if err != nil {
 		return nil, compileSyntax, unhideNamespace(err.Error())
 	}

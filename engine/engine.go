@@ -280,13 +280,19 @@ func (r *Rule) MatchNamespace(ns Namespace) (bool, error) {
 		return false, nil
 	}
 	if r.nsExpr != nil {
-		ok, err := r.nsExpr.eval(&activation{ns: &ns})
-		if err != nil {
-			return false, fmt.Errorf("namespace %q: spec.namespaceExpression: %w", ns.Name, err)
-		}
-		return ok, nil
+		return r.evalNamespaceExpression(ns)
 	}
 	return true, nil
+}
+
+// evalNamespaceExpression is apart from MatchNamespace so that only rules with an expression pay
+// for moving ns to the heap.
+func (r *Rule) evalNamespaceExpression(ns Namespace) (bool, error) {
+	ok, err := r.nsExpr.eval(&activation{ns: &ns})
+	if err != nil {
+		return false, fmt.Errorf("namespace %q: spec.namespaceExpression: %w", ns.Name, err)
+	}
+	return ok, nil
 }
 
 // MatchServiceAccount reports whether sa, in namespace ns, is a target ServiceAccount of the
@@ -310,13 +316,17 @@ func (r *Rule) MatchServiceAccount(ns Namespace, sa ServiceAccount) (bool, error
 		return false, nil
 	}
 	if r.saExpr != nil {
-		ok, err := r.saExpr.eval(&activation{ns: &ns, sa: &sa})
-		if err != nil {
-			return false, fmt.Errorf("serviceAccount %s/%s: spec.serviceAccountExpression: %w", sa.Namespace, sa.Name, err)
-		}
-		return ok, nil
+		return r.evalServiceAccountExpression(ns, sa)
 	}
 	return true, nil
+}
+
+func (r *Rule) evalServiceAccountExpression(ns Namespace, sa ServiceAccount) (bool, error) {
+	ok, err := r.saExpr.eval(&activation{ns: &ns, sa: &sa})
+	if err != nil {
+		return false, fmt.Errorf("serviceAccount %s/%s: spec.serviceAccountExpression: %w", sa.Namespace, sa.Name, err)
+	}
+	return ok, nil
 }
 
 var errNilRule = errors.New("no compiled rule: the ImagePullSecret did not compile")

@@ -1,0 +1,564 @@
+package engine
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+)
+
+func TestParseList(t *testing.T) {
+	tests := map[string]struct {
+		list      string
+		wantAll   bool
+		wantNames []string
+	}{
+		"a star selects everything":                  {list: "*", wantAll: true},
+		"an empty list selects everything":           {list: "", wantAll: true},
+		"a star with spaces selects everything":      {list: "  * ", wantAll: true},
+		"only spaces select everything":              {list: "   ", wantAll: true},
+		"one name is one exact name":                 {list: "dev", wantNames: []string{"dev"}},
+		"names are trimmed":                          {list: " dev ,  prod", wantNames: []string{"dev", "prod"}},
+		"empty entries are dropped":                  {list: "a,,b,", wantNames: []string{"a", "b"}},
+		"a star among names is a literal name":       {list: "*,a", wantNames: []string{"*", "a"}},
+		"a glob is a literal name":                   {list: "dev-*", wantNames: []string{"dev-*"}},
+		"only commas select nothing":                 {list: ",,", wantNames: nil},
+		"tabs and newlines around names are trimmed": {list: "\tdev\n,prod", wantNames: []string{"dev", "prod"}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			all, names := ParseList(tt.list)
+			assert.Equal(t, tt.wantAll, all)
+			assert.Equal(t, tt.wantNames, names)
+		})
+	}
+}
+
+func TestCompile(t *testing.T) {
+	tests := map[string]struct {
+		spec        tcrv1.ImagePullSecretSpec
+		wantErrs    []string // exact error strings
+		wantNsCEL   string
+		wantSaCEL   string
+		wantNames   []string
+		wantNsMeta  bool
+		wantSaMetas bool
+	}{
+		"the original fields with stars compile to true": {
+			spec:      tcrv1.ImagePullSecretSpec{Namespaces: "*", ServiceAccounts: "*"},
+			wantNsCEL: "true", wantSaCEL: "true",
+		},
+		"a comma list compiles to a membership test": {
+			spec:      tcrv1.ImagePullSecretSpec{Namespaces: "dev, prod", ServiceAccounts: "default"},
+			wantNsCEL: `namespace.name in ["dev", "prod"]`,
+			wantSaCEL: `namespace.name in ["dev", "prod"] && serviceAccount.name in ["default"]`,
+			wantNames: []string{"dev", "prod"},
+		},
+		"exclusions and selectors compile to clauses in order": {
+			spec: tcrv1.ImagePullSecretSpec{ExcludeNamespaces: "kube-system", NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels:      map[string]string{"team": "a"},
+				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "env", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"dev"}}},
+			}},
+			wantNsCEL:  `!(namespace.name in ["kube-system"]) && (!("env" in namespace.labels) || !(namespace.labels["env"] in ["dev"])) && ("team" in namespace.labels && namespace.labels["team"] in ["a"])`,
+			wantSaCEL:  `!(namespace.name in ["kube-system"]) && (!("env" in namespace.labels) || !(namespace.labels["env"] in ["dev"])) && ("team" in namespace.labels && namespace.labels["team"] in ["a"])`,
+			wantNsMeta: true,
+		},
+		"exists and does-not-exist compile to key tests": {
+			spec: tcrv1.ImagePullSecretSpec{ServiceAccountSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: metav1.LabelSelectorOpExists}, {Key: "b", Operator: metav1.LabelSelectorOpDoesNotExist},
+			}}},
+			wantNsCEL: "true", wantSaCEL: `("a" in serviceAccount.labels) && !("b" in serviceAccount.labels)`, wantSaMetas: true,
+		},
+		"expressions are kept as written": {
+			spec:      tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.name.startsWith("team-")`, ServiceAccountExpression: `serviceAccount.namespace == namespace.name`},
+			wantNsCEL: `(namespace.name.startsWith("team-"))`, wantSaCEL: `(namespace.name.startsWith("team-")) && (serviceAccount.namespace == namespace.name)`,
+			wantNsMeta: true, wantSaMetas: true,
+		},
+		"quotes and backslashes in names are escaped": {
+			spec:      tcrv1.ImagePullSecretSpec{Namespaces: `a"b, c\d, é`},
+			wantNsCEL: `namespace.name in ["a\"b", "c\\d", "\u00e9"]`, wantSaCEL: `namespace.name in ["a\"b", "c\\d", "\u00e9"]`,
+			wantNames: []string{`a"b`, `c\d`, "é"},
+		},
+		"an invalid selector operator is refused": {
+			spec:     tcrv1.ImagePullSecretSpec{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Like"}}}},
+			wantErrs: []string{`spec.namespaceSelector.matchExpressions[0].operator: Invalid value: "Like": not a valid selector operator`},
+		},
+		"an In requirement without values is refused": {
+			spec:     tcrv1.ImagePullSecretSpec{ServiceAccountSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: metav1.LabelSelectorOpIn}}}},
+			wantErrs: []string{`spec.serviceAccountSelector.matchExpressions[0].values: Required value: must be specified when ` + "`operator`" + ` is 'In' or 'NotIn'`},
+		},
+		"an invalid label value is refused": {
+			spec:     tcrv1.ImagePullSecretSpec{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a b"}}},
+			wantErrs: []string{`spec.namespaceSelector.matchLabels: Invalid value: "a b": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')`},
+		},
+		"an expression that does not parse is refused": {
+			spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.name ==`},
+			wantErrs: []string{"spec.namespaceExpression: Invalid value: \"namespace.name ==\": is not a valid CEL expression over namespace.name, namespace.labels and namespace.annotations: ERROR: <input>:1:18: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}\n" +
+				" | namespace.name ==\n" +
+				" | .................^"},
+		},
+		"a namespace expression cannot read the ServiceAccount": {
+			spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `serviceAccount.name == "a"`},
+			wantErrs: []string{"spec.namespaceExpression: Invalid value: \"serviceAccount.name == \\\"a\\\"\": is not a valid CEL expression over namespace.name, namespace.labels and namespace.annotations: ERROR: <input>:1:1: undeclared reference to 'serviceAccount' (in container '')\n" +
+				" | serviceAccount.name == \"a\"\n" +
+				" | ^"},
+		},
+		"an unknown field is refused": {
+			spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.nmae == "a"`},
+			wantErrs: []string{"spec.namespaceExpression: Invalid value: \"namespace.nmae == \\\"a\\\"\": is not a valid CEL expression over namespace.name, namespace.labels and namespace.annotations: ERROR: <input>:1:10: undefined field 'nmae'\n" +
+				" | namespace.nmae == \"a\"\n" +
+				" | .........^"},
+		},
+		"a non-boolean expression is refused": {
+			spec:     tcrv1.ImagePullSecretSpec{ServiceAccountExpression: `serviceAccount.name`},
+			wantErrs: []string{`spec.serviceAccountExpression: Invalid value: "serviceAccount.name": must evaluate to a bool but evaluates to string: compare the value, e.g. namespace.labels["env"] == "prod"`},
+		},
+		"an expression iterating over annotation values is too expensive": {
+			spec:     tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.annotations.exists(k, namespace.annotations[k].contains("x"))`},
+			wantErrs: []string{`spec.namespaceExpression: Invalid value: "namespace.annotations.exists(k, namespace.annotations[k].contains(\"x\"))": is too expensive: its estimated cost 1678275 exceeds the limit of 10000; simplify it, e.g. avoid iterating over labels or annotations`},
+		},
+		"a blank expression is refused": {
+			spec:     tcrv1.ImagePullSecretSpec{NamespaceExpression: "  "},
+			wantErrs: []string{`spec.namespaceExpression: Invalid value: "  ": must be a CEL expression or left out: remove the field to select without an expression`},
+		},
+		"an overlong expression is refused": {
+			spec:     tcrv1.ImagePullSecretSpec{NamespaceExpression: strings.Repeat("true && ", 600) + "true"},
+			wantErrs: []string{`spec.namespaceExpression: Too long: may not be more than 4096 bytes`},
+		},
+		"invalid UTF-8 in a list is refused": {
+			spec:     tcrv1.ImagePullSecretSpec{Namespaces: "a\xffb"},
+			wantErrs: []string{`spec.namespaces: Invalid value: "a\xffb": must be valid UTF-8 text`},
+		},
+		"every broken field is reported at once": {
+			spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: "1", ServiceAccountExpression: "2"},
+			wantErrs: []string{
+				`spec.namespaceExpression: Invalid value: "1": must evaluate to a bool but evaluates to int: compare the value, e.g. namespace.labels["env"] == "prod"`,
+				`spec.serviceAccountExpression: Invalid value: "2": must evaluate to a bool but evaluates to int: compare the value, e.g. namespace.labels["env"] == "prod"`,
+			},
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			r, errs := Compile(&tt.spec)
+			if tt.wantErrs != nil {
+				require.Nil(t, r)
+				got := make([]string, len(errs))
+				for i, e := range errs {
+					got[i] = e.Error()
+				}
+				assert.Equal(t, tt.wantErrs, got)
+				return
+			}
+			require.Empty(t, errs)
+			assert.Equal(t, tt.wantNsCEL, r.NamespaceCEL())
+			assert.Equal(t, tt.wantSaCEL, r.ServiceAccountCEL())
+			assert.Equal(t, tt.wantNames, r.NamespaceNames())
+			assert.Equal(t, tt.wantNsMeta, r.ReadsNamespaceMetadata())
+			assert.Equal(t, tt.wantSaMetas, r.ReadsServiceAccountMetadata())
+		})
+	}
+}
+
+func TestCompileNilSpec(t *testing.T) {
+	r, errs := Compile(nil)
+	assert.Nil(t, r)
+	require.Len(t, errs, 1)
+	assert.Equal(t, "spec: Required value: set spec.namespaces, spec.serviceAccounts and spec.docker", errs[0].Error())
+}
+
+func ns(name string, labels map[string]string) Namespace {
+	return Namespace{Name: name, Labels: labels}
+}
+
+func TestMatchNamespace(t *testing.T) {
+	teamA := map[string]string{"team": "a", "env": "prod"}
+	tests := map[string]struct {
+		spec    tcrv1.ImagePullSecretSpec
+		ns      Namespace
+		want    bool
+		wantErr string
+	}{
+		"a star matches any namespace":             {spec: tcrv1.ImagePullSecretSpec{Namespaces: "*"}, ns: ns("anything", nil), want: true},
+		"an empty list matches any namespace":      {spec: tcrv1.ImagePullSecretSpec{}, ns: ns("default", nil), want: true},
+		"a listed namespace matches":               {spec: tcrv1.ImagePullSecretSpec{Namespaces: "dev, prod"}, ns: ns("prod", nil), want: true},
+		"an unlisted namespace does not match":     {spec: tcrv1.ImagePullSecretSpec{Namespaces: "dev, prod"}, ns: ns("staging", nil), want: false},
+		"names match exactly, not by prefix":       {spec: tcrv1.ImagePullSecretSpec{Namespaces: "dev"}, ns: ns("dev2", nil), want: false},
+		"a glob is an exact name that never hits":  {spec: tcrv1.ImagePullSecretSpec{Namespaces: "dev-*"}, ns: ns("dev-1", nil), want: false},
+		"an excluded namespace does not match":     {spec: tcrv1.ImagePullSecretSpec{Namespaces: "*", ExcludeNamespaces: "kube-system"}, ns: ns("kube-system", nil), want: false},
+		"exclusion wins over the list":             {spec: tcrv1.ImagePullSecretSpec{Namespaces: "dev", ExcludeNamespaces: " dev "}, ns: ns("dev", nil), want: false},
+		"a star in exclusions excludes nothing":    {spec: tcrv1.ImagePullSecretSpec{ExcludeNamespaces: "*"}, ns: ns("dev", nil), want: true},
+		"a matching selector matches":              {spec: tcrv1.ImagePullSecretSpec{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}}, ns: ns("x", teamA), want: true},
+		"a non-matching selector does not match":   {spec: tcrv1.ImagePullSecretSpec{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "b"}}}, ns: ns("x", teamA), want: false},
+		"a selector does not match without labels": {spec: tcrv1.ImagePullSecretSpec{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}}, ns: ns("x", nil), want: false},
+		"an empty selector matches everything":     {spec: tcrv1.ImagePullSecretSpec{NamespaceSelector: &metav1.LabelSelector{}}, ns: ns("x", nil), want: true},
+		"NotIn matches a namespace without the key": {spec: tcrv1.ImagePullSecretSpec{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "env", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"dev"}}}}}, ns: ns("x", nil), want: true},
+		"the list and the selector must both hold": {spec: tcrv1.ImagePullSecretSpec{Namespaces: "y", NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}}, ns: ns("x", teamA), want: false},
+		"a true expression matches":                {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.name.startsWith("team-")`}, ns: ns("team-a", nil), want: true},
+		"a false expression does not match":        {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.name.startsWith("team-")`}, ns: ns("dev", nil), want: false},
+		"an expression reads labels":               {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.labels["env"] == "prod"`}, ns: ns("x", teamA), want: true},
+		"an expression reads annotations": {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.annotations["tcr/pull"] == "yes"`},
+			ns: Namespace{Name: "x", Annotations: map[string]string{"tcr/pull": "yes"}}, want: true},
+		"an expression may test for a key":                  {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `"env" in namespace.labels`}, ns: ns("x", nil), want: false},
+		"the Kubernetes CEL libraries are available":        {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.name.matches("^team-[a-z]+$")`}, ns: ns("team-abc", nil), want: true},
+		"a list filters before the expression is evaluated": {spec: tcrv1.ImagePullSecretSpec{Namespaces: "dev", NamespaceExpression: `namespace.labels["env"] == "prod"`}, ns: ns("other", nil), want: false},
+		"a missing label key is an evaluation error": {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.labels["env"] == "prod"`}, ns: ns("x", nil),
+			wantErr: `namespace "x": spec.namespaceExpression: no such key: env`},
+		"a runaway expression hits the runtime cost limit": {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.name.size() > 0`},
+			ns: ns("x", nil), want: true},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			r, errs := Compile(&tt.spec)
+			require.Empty(t, errs)
+			got, err := r.MatchNamespace(tt.ns)
+			ref, refErr := r.MatchNamespaceCEL(tt.ns)
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				assert.False(t, got)
+				require.Error(t, refErr, "the reference program must fail too")
+				return
+			}
+			require.NoError(t, err)
+			require.NoError(t, refErr)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.want, ref, "the reference CEL program must agree")
+		})
+	}
+}
+
+func TestMatchServiceAccount(t *testing.T) {
+	tests := map[string]struct {
+		spec    tcrv1.ImagePullSecretSpec
+		ns      Namespace
+		sa      ServiceAccount
+		want    bool
+		wantErr string
+	}{
+		"a star matches every ServiceAccount":   {spec: tcrv1.ImagePullSecretSpec{ServiceAccounts: "*"}, ns: ns("dev", nil), sa: ServiceAccount{Name: "x"}, want: true},
+		"a listed ServiceAccount matches":       {spec: tcrv1.ImagePullSecretSpec{ServiceAccounts: "default, builder"}, ns: ns("dev", nil), sa: ServiceAccount{Name: "builder"}, want: true},
+		"an unlisted ServiceAccount does not":   {spec: tcrv1.ImagePullSecretSpec{ServiceAccounts: "default"}, ns: ns("dev", nil), sa: ServiceAccount{Name: "builder"}, want: false},
+		"dotted ServiceAccount names are exact": {spec: tcrv1.ImagePullSecretSpec{ServiceAccounts: "a.b"}, ns: ns("dev", nil), sa: ServiceAccount{Name: "a.b"}, want: true},
+		"a ServiceAccount outside a target namespace does not match": {spec: tcrv1.ImagePullSecretSpec{Namespaces: "prod", ServiceAccounts: "*"},
+			ns: ns("dev", nil), sa: ServiceAccount{Name: "default"}, want: false},
+		"a ServiceAccount selector reads ServiceAccount labels": {spec: tcrv1.ImagePullSecretSpec{ServiceAccountSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"ci": "true"}}},
+			ns: ns("dev", map[string]string{"ci": "true"}), sa: ServiceAccount{Name: "x"}, want: false},
+		"an expression sees the ServiceAccount and its namespace": {spec: tcrv1.ImagePullSecretSpec{ServiceAccountExpression: `serviceAccount.namespace == namespace.name && namespace.labels["team"] == serviceAccount.labels["team"]`},
+			ns: ns("dev", map[string]string{"team": "a"}), sa: ServiceAccount{Name: "x", Labels: map[string]string{"team": "a"}}, want: true},
+		"an expression can read ServiceAccount annotations": {spec: tcrv1.ImagePullSecretSpec{ServiceAccountExpression: `!("tcr/skip" in serviceAccount.annotations)`},
+			ns: ns("dev", nil), sa: ServiceAccount{Name: "x", Annotations: map[string]string{"tcr/skip": ""}}, want: false},
+		"a ServiceAccount of another namespace is an error": {spec: tcrv1.ImagePullSecretSpec{}, ns: ns("dev", nil), sa: ServiceAccount{Name: "x", Namespace: "prod"},
+			wantErr: `serviceAccount prod/x is not in namespace "dev"`},
+		"an evaluation error names the ServiceAccount": {spec: tcrv1.ImagePullSecretSpec{ServiceAccountExpression: `serviceAccount.labels["team"] == "a"`}, ns: ns("dev", nil), sa: ServiceAccount{Name: "x"},
+			wantErr: `serviceAccount dev/x: spec.serviceAccountExpression: no such key: team`},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			r, errs := Compile(&tt.spec)
+			require.Empty(t, errs)
+			got, err := r.MatchServiceAccount(tt.ns, tt.sa)
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				assert.False(t, got)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			ref, err := r.MatchServiceAccountCEL(tt.ns, tt.sa)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, ref, "the reference CEL program must agree")
+		})
+	}
+}
+
+func TestNilRule(t *testing.T) {
+	var r *Rule
+	_, err := r.MatchNamespace(ns("x", nil))
+	require.EqualError(t, err, "no compiled rule: the ImagePullSecret did not compile")
+	_, err = r.MatchServiceAccount(ns("x", nil), ServiceAccount{Name: "y"})
+	require.EqualError(t, err, "no compiled rule: the ImagePullSecret did not compile")
+}
+
+func validSpec() tcrv1.ImagePullSecretSpec {
+	return tcrv1.ImagePullSecretSpec{
+		Namespaces: "*", ServiceAccounts: "*",
+		Docker: tcrv1.DockerCredential{Server: "registry.example.com", Username: "u", Password: "s3cret"},
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := map[string]struct {
+		edit         func(*tcrv1.ImagePullSecretSpec)
+		wantErrs     []string
+		wantWarnings []string
+	}{
+		"the original doc's sample is valid": {edit: func(s *tcrv1.ImagePullSecretSpec) {
+			s.Docker = tcrv1.DockerCredential{Server: "fanjiankong-bj.tencentcloudcr.com", Username: "100012345678", Password: "eyJhbGciOi"}
+		}},
+		"a list of valid names is valid": {edit: func(s *tcrv1.ImagePullSecretSpec) {
+			s.Namespaces = "dev, prod"
+			s.ServiceAccounts = "default,builder.v2"
+		}},
+		"a host with a port is valid":                   {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Server = "registry.example.com:5000" }},
+		"an IPv4 address with a port is valid":          {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Server = "10.0.0.1:5000" }},
+		"a bracketed IPv6 address with a port is valid": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Server = "[fd00::1]:5000" }},
+		"a password from a Secret is valid": {edit: func(s *tcrv1.ImagePullSecretSpec) {
+			s.Docker.Password = ""
+			s.Docker.PasswordSecretRef = &tcrv1.SecretKeyReference{Name: "tcr-password", Key: "password"}
+		}},
+		"a glob is refused with a pointer to the selector": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Namespaces = "dev-*" },
+			wantErrs: []string{`spec.namespaces: Invalid value: "dev-*": "dev-*" is a pattern, and patterns are not supported: list exact names, or use spec.namespaceSelector or spec.namespaceExpression`}},
+		"a regex is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Namespaces = "^prod" },
+			wantErrs: []string{`spec.namespaces: Invalid value: "^prod": "^prod" is a pattern, and patterns are not supported: list exact names, or use spec.namespaceSelector or spec.namespaceExpression`}},
+		"a ServiceAccount glob points to the ServiceAccount selector": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.ServiceAccounts = "build?r" },
+			wantErrs: []string{`spec.serviceAccounts: Invalid value: "build?r": "build?r" is a pattern, and patterns are not supported: list exact names, or use spec.serviceAccountSelector or spec.serviceAccountExpression`}},
+		"a star mixed with names is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Namespaces = "*, dev" },
+			wantErrs: []string{`spec.namespaces: Invalid value: "*, dev": "*" selects every namespace and cannot be combined with names: use "*" alone or list names only`}},
+		"a ServiceAccount star mixed with names is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.ServiceAccounts = "default,*" },
+			wantErrs: []string{`spec.serviceAccounts: Invalid value: "default,*": "*" selects every ServiceAccount and cannot be combined with names: use "*" alone or list names only`}},
+		"empty entries are refused once": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Namespaces = "a,,b," },
+			wantErrs: []string{`spec.namespaces: Invalid value: "a,,b,": has an empty entry: remove the extra comma`}},
+		"an uppercase namespace name is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Namespaces = "Dev" },
+			wantErrs: []string{`spec.namespaces: Invalid value: "Dev": "Dev" is not a valid namespace name: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`}},
+		"a dotted namespace name is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Namespaces = "a.b" },
+			wantErrs: []string{`spec.namespaces: Invalid value: "a.b": "a.b" is not a valid namespace name: must not contain dots`}},
+		"a ServiceAccount name with a space is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.ServiceAccounts = "my sa" },
+			wantErrs: []string{`spec.serviceAccounts: Invalid value: "my sa": "my sa" is not a valid ServiceAccount name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`}},
+		"a star in exclusions is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.ExcludeNamespaces = "*" },
+			wantErrs: []string{`spec.excludeNamespaces: Invalid value: "*": "*" would exclude every namespace: list the exact names to exclude`}},
+		"a pattern in exclusions is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.ExcludeNamespaces = "kube-*" },
+			wantErrs: []string{`spec.excludeNamespaces: Invalid value: "kube-*": "kube-*" is a pattern, and patterns are not supported: list exact names, or use spec.namespaceSelector or spec.namespaceExpression`}},
+		"duplicates are admitted with a warning": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Namespaces = "dev, prod, dev"; s.ServiceAccounts = "a,a" },
+			wantWarnings: []string{`spec.namespaces: "dev" is listed more than once; the duplicate is ignored`, `spec.serviceAccounts: "a" is listed more than once; the duplicate is ignored`}},
+		"a listed and excluded namespace is admitted with a warning": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Namespaces = "dev, prod"; s.ExcludeNamespaces = "prod" },
+			wantWarnings: []string{`spec.namespaces: "prod" is also listed in spec.excludeNamespaces, so it is excluded`}},
+		"a missing server is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Server = " " },
+			wantErrs: []string{`spec.docker.server: Required value: set the registry host name, e.g. registry.example.com or registry.example.com:5000`}},
+		"a server with a scheme is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Server = "https://registry.example.com/v2" },
+			wantErrs: []string{`spec.docker.server: Invalid value: "https://registry.example.com/v2": must be a host name without a scheme: write "registry.example.com"`}},
+		"a server with a path is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Server = "registry.example.com/team" },
+			wantErrs: []string{`spec.docker.server: Invalid value: "registry.example.com/team": must be a host name without a path: write "registry.example.com" and put repository paths in image names`}},
+		"a server with spaces is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Server = "registry example.com" },
+			wantErrs: []string{`spec.docker.server: Invalid value: "registry example.com": must not contain spaces: write the host name only, e.g. registry.example.com or registry.example.com:5000`}},
+		"a server with a bad port is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Server = "registry.example.com:99999" },
+			wantErrs: []string{`spec.docker.server: Invalid value: "registry.example.com:99999": has an invalid port "99999": use a port from 1 to 65535`}},
+		"a server with a named port is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Server = "registry.example.com:https" },
+			wantErrs: []string{`spec.docker.server: Invalid value: "registry.example.com:https": has an invalid port "https": use a port from 1 to 65535`}},
+		"a server with an empty port is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Server = "registry.example.com:" },
+			wantErrs: []string{`spec.docker.server: Invalid value: "registry.example.com:": has an invalid port "": use a port from 1 to 65535`}},
+		"a server that is not a host name is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Server = "registry_1.example.com" },
+			wantErrs: []string{`spec.docker.server: Invalid value: "registry_1.example.com": "registry_1.example.com" is not a valid host name or IP address: use a DNS name, e.g. registry.example.com or registry.example.com:5000`}},
+		"an empty username is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Username = "  " },
+			wantErrs: []string{`spec.docker.username: Required value: set the registry user name`}},
+		"a blank password is refused without echoing it": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Password = " \t" },
+			wantErrs: []string{`spec.docker.password: Required value: set the registry password or token, or spec.docker.passwordSecretRef to read it from a Secret in the controller's namespace`}},
+		"a password and a Secret reference together are refused": {edit: func(s *tcrv1.ImagePullSecretSpec) {
+			s.Docker.PasswordSecretRef = &tcrv1.SecretKeyReference{Name: "p", Key: "k"}
+		}, wantErrs: []string{`spec.docker.password: Forbidden: set either spec.docker.password or spec.docker.passwordSecretRef, not both`}},
+		"a Secret reference without name or key is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) {
+			s.Docker.Password = ""
+			s.Docker.PasswordSecretRef = &tcrv1.SecretKeyReference{}
+		}, wantErrs: []string{
+			`spec.docker.passwordSecretRef.name: Required value: name the Secret, in the controller's namespace, that holds the password`,
+			`spec.docker.passwordSecretRef.key: Required value: name the key of that Secret that holds the password`,
+		}},
+		"a Secret reference with invalid names is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) {
+			s.Docker.Password = ""
+			s.Docker.PasswordSecretRef = &tcrv1.SecretKeyReference{Name: "My_Secret", Key: "a/b"}
+		}, wantErrs: []string{
+			`spec.docker.passwordSecretRef.name: Invalid value: "My_Secret": is not a valid Secret name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+			`spec.docker.passwordSecretRef.key: Invalid value: "a/b": is not a valid Secret key: a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')`,
+		}},
+		"compile errors are admission errors": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.NamespaceExpression = "namespace.name" },
+			wantErrs: []string{`spec.namespaceExpression: Invalid value: "namespace.name": must evaluate to a bool but evaluates to string: compare the value, e.g. namespace.labels["env"] == "prod"`}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			spec := validSpec()
+			tt.edit(&spec)
+			errs, warnings := Validate(&spec)
+			got := make([]string, len(errs))
+			for i, e := range errs {
+				got[i] = e.Error()
+				assert.NotContains(t, e.Error(), "s3cret", "no message may contain the password")
+			}
+			if tt.wantErrs == nil {
+				assert.Empty(t, got)
+			} else {
+				assert.Equal(t, tt.wantErrs, got)
+			}
+			assert.Equal(t, tt.wantWarnings, warnings)
+		})
+	}
+}
+
+func TestCache(t *testing.T) {
+	c := NewCache()
+	ips := &tcrv1.ImagePullSecret{Spec: tcrv1.ImagePullSecretSpec{Namespaces: "dev"}}
+	ips.UID, ips.Generation = types.UID("uid-1"), 1
+
+	first, errs := c.Get(ips)
+	require.Empty(t, errs)
+	again, _ := c.Get(ips)
+	assert.Same(t, first, again, "the same generation must not be recompiled")
+
+	ips.Spec.Namespaces = "prod"
+	ips.Generation = 2
+	second, _ := c.Get(ips)
+	assert.NotSame(t, first, second)
+	ok, err := second.MatchNamespace(ns("prod", nil))
+	require.NoError(t, err)
+	assert.True(t, ok, "a new generation must be compiled from the new spec")
+
+	ips.Spec.NamespaceExpression = "1"
+	ips.Generation = 3
+	r, errs := c.Get(ips)
+	assert.Nil(t, r)
+	require.Len(t, errs, 1)
+	_, errs2 := c.Get(ips)
+	assert.Equal(t, errs, errs2, "compile errors are cached too")
+	assert.Equal(t, 1, c.Len())
+
+	c.Forget(ips.UID)
+	assert.Equal(t, 0, c.Len())
+
+	noUID := &tcrv1.ImagePullSecret{}
+	_, errs = c.Get(noUID)
+	require.Empty(t, errs)
+	assert.Equal(t, 0, c.Len(), "objects without a UID are not cached")
+}
+
+func TestCacheConcurrentUse(t *testing.T) {
+	c := NewCache()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 50 {
+				ips := &tcrv1.ImagePullSecret{Spec: tcrv1.ImagePullSecretSpec{Namespaces: fmt.Sprintf("ns-%d", j%5)}}
+				ips.UID, ips.Generation = types.UID(fmt.Sprintf("uid-%d", j%5)), int64(1+i%2)
+				r, errs := c.Get(ips)
+				if assert.Empty(t, errs) {
+					_, err := r.MatchNamespace(ns("ns-1", nil))
+					assert.NoError(t, err)
+				}
+				if j%7 == 0 {
+					c.Forget(ips.UID)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, c.Len(), 5)
+}
+
+// TestOriginalSemanticsProperty checks, on random lists and names, that for specs using only the
+// original fields the compiled rule (both the plan and the reference CEL program) says exactly
+// what a direct reading of the comma lists says.
+func TestOriginalSemanticsProperty(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"dev", "prod", "a", "b", "kube-system", "*", "", " ", "dev ", " prod", "x.y"}
+	randomList := func() string {
+		n := rng.IntN(5)
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return strings.Join(parts, ",")
+	}
+	// direct is the original product's reading of a list.
+	direct := func(list, name string) bool {
+		if l := strings.TrimSpace(list); l == "" || l == "*" {
+			return true
+		}
+		for _, e := range strings.Split(list, ",") {
+			if strings.TrimSpace(e) == name {
+				return true
+			}
+		}
+		return false
+	}
+	for range 500 {
+		spec := tcrv1.ImagePullSecretSpec{Namespaces: randomList(), ServiceAccounts: randomList()}
+		r, errs := Compile(&spec)
+		require.Empty(t, errs, "spec %+v", spec)
+		for range 10 {
+			nsName := strings.TrimSpace(alphabet[rng.IntN(len(alphabet))])
+			saName := strings.TrimSpace(alphabet[rng.IntN(len(alphabet))])
+			if nsName == "" || saName == "" {
+				continue // objects always have names
+			}
+			n, sa := Namespace{Name: nsName}, ServiceAccount{Name: saName}
+			wantNs := direct(spec.Namespaces, nsName)
+			wantSa := wantNs && direct(spec.ServiceAccounts, saName)
+
+			got, err := r.MatchNamespace(n)
+			require.NoError(t, err)
+			ref, err := r.MatchNamespaceCEL(n)
+			require.NoError(t, err)
+			require.Equal(t, wantNs, got, "plan: namespaces %q, name %q", spec.Namespaces, nsName)
+			require.Equal(t, wantNs, ref, "CEL: namespaces %q, name %q", spec.Namespaces, nsName)
+
+			got, err = r.MatchServiceAccount(n, sa)
+			require.NoError(t, err)
+			ref, err = r.MatchServiceAccountCEL(n, sa)
+			require.NoError(t, err)
+			require.Equal(t, wantSa, got, "plan: %+v, %q/%q", spec, nsName, saName)
+			require.Equal(t, wantSa, ref, "CEL: %+v, %q/%q", spec, nsName, saName)
+		}
+	}
+}
+
+func TestHideNamespace(t *testing.T) {
+	tests := map[string]struct{ src, want string }{
+		"a variable is renamed":                   {src: `namespace.name`, want: `__nmspc__.name`},
+		"a field of the same name is kept":        {src: `serviceAccount.namespace == namespace.name`, want: `serviceAccount.namespace == __nmspc__.name`},
+		"a field after spaces is kept":            {src: `serviceAccount . namespace`, want: `serviceAccount . namespace`},
+		"strings are kept":                        {src: `"namespace" == 'namespace'`, want: `"namespace" == 'namespace'`},
+		"escaped quotes do not end strings":       {src: `"a\"namespace" + namespace.name`, want: `"a\"namespace" + __nmspc__.name`},
+		"triple-quoted strings are kept":          {src: `"""x"namespace""" == namespace.name`, want: `"""x"namespace""" == __nmspc__.name`},
+		"raw strings end at their quote":          {src: `r"\" + namespace.name`, want: `r"\" + __nmspc__.name`},
+		"comments are kept":                       {src: "// namespace\nnamespace.name", want: "// namespace\n__nmspc__.name"},
+		"longer identifiers are kept":             {src: `namespaces + mynamespace`, want: `namespaces + mynamespace`},
+		"backtick field names are kept":           {src: "x.`namespace`", want: "x.`namespace`"},
+		"an unterminated string runs to the end":  {src: `"namespace`, want: `"namespace`},
+		"text without the word is returned as is": {src: `true`, want: `true`},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := hideNamespace(tt.src)
+			assert.Equal(t, tt.want, got)
+			assert.Len(t, got, len(tt.src), "columns must not move")
+		})
+	}
+}
+
+func TestQuote(t *testing.T) {
+	env, err := sharedEnvs()
+	require.NoError(t, err)
+	for name, s := range map[string]string{
+		"plain text":      "dev",
+		"quotes":          `a"b'c`,
+		"backslashes":     `a\b\\`,
+		"control bytes":   "a\x00b\n\t",
+		"non-ASCII":       "é日本",
+		"astral runes":    "😀",
+		"triple quotes":   `"""`,
+		"raw-like prefix": `r"x"`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			prg, kind, msg := compileGenerated(env.namespace, quote(s)+" == namespace.name")
+			require.Equal(t, compileOK, kind, msg)
+			ok, err := prg.eval(&activation{ns: &Namespace{Name: s}})
+			require.NoError(t, err)
+			assert.True(t, ok, "the literal %s must mean %q", quote(s), s)
+		})
+	}
+}

@@ -1,0 +1,122 @@
+package engine
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+)
+
+// FuzzParseList checks that list parsing never panics, is deterministic, yields trimmed non-empty
+// names without commas, and that every parsed name is matched by the compiled rule, by the plan
+// and by the reference CEL program alike. Seed corpus: testdata/fuzz/FuzzParseList.
+func FuzzParseList(f *testing.F) {
+	for _, s := range []string{"", "*", " * ", "dev", "dev, prod", "a,,b,", "*,a", "dev-*", "^prod$", `a"b`, "\t x \n", ",", "é, 😀"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, list string) {
+		all, names := ParseList(list)
+		all2, names2 := ParseList(list)
+		if all != all2 || strings.Join(names, ",") != strings.Join(names2, ",") {
+			t.Fatalf("ParseList(%q) is not deterministic", list)
+		}
+		if all && names != nil {
+			t.Fatalf("ParseList(%q) selects all but lists %q", list, names)
+		}
+		for _, n := range names {
+			if n == "" || n != strings.TrimSpace(n) || strings.Contains(n, ",") {
+				t.Fatalf("ParseList(%q) gave a bad entry %q", list, n)
+			}
+		}
+		if !utf8.ValidString(list) {
+			return
+		}
+		r, errs := Compile(&tcrv1.ImagePullSecretSpec{Namespaces: list})
+		if len(errs) > 0 {
+			t.Fatalf("Compile(namespaces=%q): %v", list, errs)
+		}
+		for _, n := range names {
+			got, err := r.MatchNamespace(Namespace{Name: n})
+			ref, refErr := r.MatchNamespaceCEL(Namespace{Name: n})
+			if err != nil || refErr != nil || !got || !ref {
+				t.Fatalf("namespaces=%q: %q matched %v (%v) by plan, %v (%v) by CEL", list, n, got, err, ref, refErr)
+			}
+		}
+		if !all {
+			probe := Namespace{Name: "probe-" + strings.Join(names, "")}
+			got, _ := r.MatchNamespace(probe)
+			ref, _ := r.MatchNamespaceCEL(probe)
+			if got != ref || got != slicesContain(names, probe.Name) {
+				t.Fatalf("namespaces=%q: %q matched %v by plan, %v by CEL", list, probe.Name, got, ref)
+			}
+		}
+	})
+}
+
+func slicesContain(names []string, n string) bool {
+	for _, s := range names {
+		if s == n {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzCompile checks that Compile and Validate never panic and are deterministic on any spec,
+// and that a compiled rule's plan and reference CEL program agree on a namespace and a
+// ServiceAccount built from the same input. Seed corpus: testdata/fuzz/FuzzCompile.
+func FuzzCompile(f *testing.F) {
+	f.Add("dev, prod", "*", "", "", "", "dev", "a")
+	f.Add("*", "default", "kube-system", `namespace.name.startsWith("d")`, "", "dev", "b")
+	f.Add("", "", "", `namespace.labels["env"] == "prod"`, `serviceAccount.labels["team"] == namespace.labels["team"]`, "x", "prod")
+	f.Add("a,,b", "*,x", "*", "1", "serviceAccount.name", "a", "")
+	f.Add("", "", "", `namespace.annotations.exists(k, namespace.annotations[k].contains("x"))`, "", "x", "y")
+	f.Add("", "", "", `"namespace" == namespace.name // namespace`, `serviceAccount.namespace == namespace.name`, "namespace", "v")
+	f.Add("", "", "", `[1,2,3].map(x, x * 2).size() == 3`, `namespace.name.matches("^[a-z]+$")`, "abc", "v")
+	f.Fuzz(func(t *testing.T, namespaces, serviceAccounts, exclude, nsExpr, saExpr, name, value string) {
+		spec := tcrv1.ImagePullSecretSpec{
+			Namespaces: namespaces, ServiceAccounts: serviceAccounts, ExcludeNamespaces: exclude,
+			NamespaceExpression: nsExpr, ServiceAccountExpression: saExpr,
+		}
+		r, errs := Compile(&spec)
+		_, errs2 := Compile(&spec)
+		if errs.ToAggregate() != nil && errs2.ToAggregate() != nil {
+			if errs.ToAggregate().Error() != errs2.ToAggregate().Error() {
+				t.Fatalf("Compile is not deterministic: %v then %v", errs, errs2)
+			}
+		} else if (errs.ToAggregate() == nil) != (errs2.ToAggregate() == nil) {
+			t.Fatalf("Compile is not deterministic: %v then %v", errs, errs2)
+		}
+		vErrs, _ := Validate(&spec)
+		if len(vErrs) < len(errs) {
+			t.Fatalf("Validate reported fewer errors (%v) than Compile (%v)", vErrs, errs)
+		}
+		if r == nil {
+			return
+		}
+		n := Namespace{Name: name, Labels: map[string]string{"env": value, "team": value}, Annotations: map[string]string{"x": value}}
+		sa := ServiceAccount{Name: name, Labels: map[string]string{"team": value}}
+		got, err := r.MatchNamespace(n)
+		ref, refErr := r.MatchNamespaceCEL(n)
+		compareVerdicts(t, "namespace", got, err, ref, refErr)
+		got, err = r.MatchServiceAccount(n, sa)
+		ref, refErr = r.MatchServiceAccountCEL(n, sa)
+		compareVerdicts(t, "serviceAccount", got, err, ref, refErr)
+	})
+}
+
+// compareVerdicts fails unless the plan and the reference program agree. The one allowed
+// difference: when the plan stops at an evaluation error, CEL's commutative && may still
+// conclude false from a later clause.
+func compareVerdicts(t *testing.T, what string, got bool, err error, ref bool, refErr error) {
+	t.Helper()
+	switch {
+	case err == nil && (refErr != nil || got != ref):
+		t.Fatalf("%s: plan says %v, CEL says %v (%v)", what, got, ref, refErr)
+	case err != nil && refErr == nil && ref:
+		t.Fatalf("%s: plan failed (%v), CEL says true", what, err)
+	case err != nil && got:
+		t.Fatalf("%s: plan failed (%v) but says true", what, err)
+	}
+}
