@@ -150,3 +150,13 @@ $(BIN)/kubectl: $(CONTROLPLANE_DIR)/go.mod $(CONTROLPLANE_DIR)/go.sum
 
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+
+##@ hosts-updater
+
+# FUZZTIME is how long each fuzz target of `make fuzz-agent` runs.
+FUZZTIME ?= 30s
+
+.PHONY: fuzz-agent
+fuzz-agent: ## Fuzz the hosts-updater's merge and parser, FUZZTIME (default 30s) each.
+	$(GO) test -run '^$$' -fuzz '^FuzzMerge$$' -fuzztime $(FUZZTIME) ./agent/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./agent/
