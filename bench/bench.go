@@ -481,6 +481,11 @@ func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr st
 	}
 	res.add("manager.rss", mem.RSS/mib, "MiB")
 	res.add("manager.rss.peak", mem.PeakRSS/mib, "MiB")
+	res.add("manager.rss.anon", mem.Anon/mib, "MiB")
+	res.add("manager.rss.file", mem.File/mib, "MiB")
+	if st, err := os.Stat(cfg.ManagerBin); err == nil {
+		res.add("manager.binary", float64(st.Size())/mib, "MiB")
+	}
 	// The Go runtime's own view splits RSS into heap (caches, work) and the rest (binary, stacks).
 	if text, err := scrape(metricsAddr); err == nil {
 		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_alloc_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes"} {

@@ -129,6 +129,8 @@ func (r *runner) hostsPhase(ctx context.Context) error {
 	p50, p99 := percentile(lat, 50), percentile(lat, 99)
 	res.add("hosts-updater.rss", mem.RSS/mib, "MiB")
 	res.add("hosts-updater.rss.peak", mem.PeakRSS/mib, "MiB")
+	res.add("hosts-updater.rss.anon", mem.Anon/mib, "MiB")
+	res.add("hosts-updater.rss.file", mem.File/mib, "MiB")
 	res.add("hosts.p50", float64(p50.Microseconds())/1000, "ms")
 	res.add("hosts.p99", float64(p99.Microseconds())/1000, "ms")
 	res.check("hosts-updater.rss", "<= 20 MiB", mem.RSS/mib, "MiB", mem.RSS/mib <= 20)

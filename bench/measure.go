@@ -203,8 +203,9 @@ func metricValue(text []byte, name string) (float64, bool) {
 	return 0, false
 }
 
-// Memory is a process's resident set, in bytes.
-type Memory struct{ RSS, PeakRSS float64 }
+// Memory is a process's resident set, in bytes. Anon and File split RSS into memory the
+// process allocated and pages of mapped files (mostly its own binary's text).
+type Memory struct{ RSS, PeakRSS, Anon, File float64 }
 
 // parseProcStatus reads VmRSS and VmHWM out of /proc/<pid>/status.
 func parseProcStatus(r io.Reader) (Memory, error) {
@@ -213,19 +214,29 @@ func parseProcStatus(r io.Reader) (Memory, error) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) < 2 || (f[0] != "VmRSS:" && f[0] != "VmHWM:") {
+		if len(f) < 2 {
+			continue
+		}
+		var dst *float64
+		switch f[0] {
+		case "VmRSS:":
+			dst = &m.RSS
+			found++
+		case "VmHWM:":
+			dst = &m.PeakRSS
+			found++
+		case "RssAnon:":
+			dst = &m.Anon
+		case "RssFile:":
+			dst = &m.File
+		default:
 			continue
 		}
 		kib, err := strconv.ParseFloat(f[1], 64)
 		if err != nil {
 			return m, fmt.Errorf("malformed %s line: %w", f[0], err)
 		}
-		if f[0] == "VmRSS:" {
-			m.RSS = kib * 1024
-		} else {
-			m.PeakRSS = kib * 1024
-		}
-		found++
+		*dst = kib * 1024
 	}
 	if err := sc.Err(); err != nil {
 		return m, err

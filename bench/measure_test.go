@@ -132,8 +132,8 @@ func TestParseProcStatus(t *testing.T) {
 		wantError string
 	}{
 		"VmRSS and VmHWM are read in bytes": {
-			status: "Name:\tmanager\nVmPeak:\t  900000 kB\nVmHWM:\t   40960 kB\nVmRSS:\t   30720 kB\n",
-			want:   Memory{RSS: 30 * mib, PeakRSS: 40 * mib},
+			status: "Name:\tmanager\nVmPeak:\t  900000 kB\nVmHWM:\t   40960 kB\nVmRSS:\t   30720 kB\nRssAnon:\t   20480 kB\nRssFile:\t   10240 kB\n",
+			want:   Memory{RSS: 30 * mib, PeakRSS: 40 * mib, Anon: 20 * mib, File: 10 * mib},
 		},
 		"a status without VmHWM is an error": {
 			status:    "VmRSS:\t   30720 kB\n",
