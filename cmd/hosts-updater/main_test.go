@@ -114,7 +114,7 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func admin(t *testing.T) kubernetes.Interface {
+func admin(t testing.TB) kubernetes.Interface {
 	t.Helper()
 	c, err := kubernetes.NewForConfig(env.Config)
 	require.NoError(t, err)
@@ -122,7 +122,7 @@ func admin(t *testing.T) kubernetes.Interface {
 }
 
 // setHosts writes doc as the ConfigMap's hosts.yaml, creating the ConfigMap if needed.
-func setHosts(t *testing.T, doc string) {
+func setHosts(t testing.TB, doc string) {
 	t.Helper()
 	ctx := context.Background()
 	cms := admin(t).CoreV1().ConfigMaps(namespace)
