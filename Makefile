@@ -160,3 +160,10 @@ FUZZTIME ?= 30s
 fuzz-agent: ## Fuzz the hosts-updater's merge and parser, FUZZTIME (default 30s) each.
 	$(GO) test -run '^$$' -fuzz '^FuzzMerge$$' -fuzztime $(FUZZTIME) ./agent/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./agent/
+
+##@ Rule engine
+
+.PHONY: fuzz
+fuzz: ## Fuzz the rule engine's list parser and compiler, FUZZTIME (default 30s) each.
+	$(GO) test -run '^$$' -fuzz '^FuzzParseList$$' -fuzztime $(or $(FUZZTIME),30s) ./engine/
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(or $(FUZZTIME),30s) ./engine/
