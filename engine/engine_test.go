@@ -212,8 +212,6 @@ func TestMatchNamespace(t *testing.T) {
 		"a list filters before the expression is evaluated": {spec: tcrv1.ImagePullSecretSpec{Namespaces: "dev", NamespaceExpression: `namespace.labels["env"] == "prod"`}, ns: ns("other", nil), want: false},
 		"a missing label key is an evaluation error": {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.labels["env"] == "prod"`}, ns: ns("x", nil),
 			wantErr: `namespace "x": spec.namespaceExpression: no such key: env`},
-		"a runaway expression hits the runtime cost limit": {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.name.size() > 0`},
-			ns: ns("x", nil), want: true},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -559,6 +557,52 @@ func TestQuote(t *testing.T) {
 			ok, err := prg.eval(&activation{ns: &Namespace{Name: s}})
 			require.NoError(t, err)
 			assert.True(t, ok, "the literal %s must mean %q", quote(s), s)
+		})
+	}
+}
+
+// TestRuntimeCostLimit feeds an expression that the estimate admits (it assumes at most
+// maxMapEntriesHint labels) a namespace with far more labels than that, and checks that the
+// runtime limit stops the evaluation with an error instead of running on.
+func TestRuntimeCostLimit(t *testing.T) {
+	r, errs := Compile(&tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.labels.exists(k, k.startsWith("team."))`})
+	require.Empty(t, errs)
+
+	many := map[string]string{}
+	for i := range 50_000 {
+		many[fmt.Sprintf("k%d", i)] = "v"
+	}
+	_, err := r.MatchNamespace(ns("big", many))
+	require.EqualError(t, err, `namespace "big": spec.namespaceExpression: operation cancelled: actual cost limit exceeded`)
+
+	ok, err := r.MatchNamespace(ns("small", map[string]string{"team.a": "b"}))
+	require.NoError(t, err)
+	assert.True(t, ok)
+}
+
+func TestEstimatedCosts(t *testing.T) {
+	tests := map[string]struct {
+		expr    string
+		wantErr bool
+	}{
+		"a name comparison is cheap":                    {expr: `namespace.name == "a"`},
+		"a label lookup is cheap":                       {expr: `namespace.labels["env"] == "prod"`},
+		"an optional label lookup is cheap":             {expr: `namespace.labels[?"env"].orValue("") == "prod"`},
+		"comparing optional labels is cheap":            {expr: `serviceAccount.labels.?team.orValue("") == namespace.labels.?team.orValue("")`},
+		"a regex on the name is cheap":                  {expr: `namespace.name.matches("^team-[a-z]+$")`},
+		"one pass over labels is admitted":              {expr: `namespace.labels.exists(k, k.startsWith("team."))`},
+		"a search in every annotation value is refused": {expr: `namespace.annotations.exists(k, namespace.annotations[k].contains("x"))`, wantErr: true},
+		"nested iteration is refused":                   {expr: `namespace.labels.all(k, namespace.labels.all(j, namespace.labels[j].contains(k)))`, wantErr: true},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, errs := Compile(&tcrv1.ImagePullSecretSpec{ServiceAccountExpression: tt.expr})
+			if tt.wantErr {
+				require.Len(t, errs, 1)
+				assert.Contains(t, errs[0].Error(), "is too expensive: its estimated cost")
+			} else {
+				assert.Empty(t, errs)
+			}
 		})
 	}
 }
