@@ -41,7 +41,7 @@ fmt: ## Format the Go code.
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: verify
-verify: generate manifests ## Regenerate everything and fail on any difference; check gofmt and go vet.
+verify: generate manifests verify-installer ## Regenerate everything and fail on any difference; check gofmt and go vet.
 	@changed=$$(git status --porcelain -- api config | grep -v '^??' || true); \
 	untracked=$$(git status --porcelain --untracked-files=all -- api config | grep '^??' || true); \
 	if [ -n "$$changed$$untracked" ]; then \

@@ -1,0 +1,323 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+)
+
+// permission is one 'kubectl auth can-i' question and its expected answer.
+type permission struct {
+	verb, resource, namespace string
+	allowed                   bool
+}
+
+func TestManagerPermissionsAreMinimal(t *testing.T) {
+	installBundle(t)
+	user := serviceAccountUser(managerSA)
+	cases := map[string]permission{
+		// What the controller needs.
+		"it lists namespaces":                           {"list", "namespaces", "", true},
+		"it watches namespaces":                         {"watch", "namespaces", "", true},
+		"it lists ServiceAccounts in every namespace":   {"list", "serviceaccounts", "", true},
+		"it watches ServiceAccounts in every namespace": {"watch", "serviceaccounts", "", true},
+		"it patches ServiceAccounts":                    {"patch", "serviceaccounts", "kube-system", true},
+		"it creates Secrets in target namespaces":       {"create", "secrets", "default", true},
+		"it watches ImagePullSecrets":                   {"watch", "imagepullsecrets.tcr.tencentcloudcr.com", "", true},
+		"it writes ImagePullSecret status":              {"update", "imagepullsecrets.tcr.tencentcloudcr.com/status", "", true},
+		"it reads its own webhook configuration":        {"get", "validatingwebhookconfigurations/" + webhookConfig, "", true},
+		"it patches its own webhook configuration":      {"patch", "validatingwebhookconfigurations/" + webhookConfig, "", true},
+		"it updates its own certificate Secret":         {"update", "secrets/" + certSecret, ownNamespace, true},
+		"it creates its leader election Lease":          {"create", "leases.coordination.k8s.io", ownNamespace, true},
+		"it renews its leader election Lease":           {"update", "leases.coordination.k8s.io/tcr-assistant-leader", ownNamespace, true},
+		// What it must not do.
+		"it may not delete namespaces":                     {"delete", "namespaces", "", false},
+		"it may not create namespaces":                     {"create", "namespaces", "", false},
+		"it may not create pods":                           {"create", "pods", "default", false},
+		"it may not exec into pods":                        {"create", "pods/exec", "default", false},
+		"it may not update nodes":                          {"update", "nodes", "", false},
+		"it may not patch ClusterRoles":                    {"patch", "clusterroles", "", false},
+		"it may not bind ClusterRoles":                     {"bind", "clusterroles", "", false},
+		"it may not create ClusterRoleBindings":            {"create", "clusterrolebindings", "", false},
+		"it may not impersonate users":                     {"impersonate", "users", "", false},
+		"it may not update other webhook configurations":   {"update", "validatingwebhookconfigurations/other-webhook", "", false},
+		"it may not patch other webhook configurations":    {"patch", "validatingwebhookconfigurations/other-webhook", "", false},
+		"it may not delete its webhook configuration":      {"delete", "validatingwebhookconfigurations/" + webhookConfig, "", false},
+		"it may not touch mutating webhook configurations": {"patch", "mutatingwebhookconfigurations", "", false},
+		"it may not update other Secrets by name":          {"update", "secrets/other-secret", ownNamespace, false},
+		"it may not create ServiceAccounts":                {"create", "serviceaccounts", "default", false},
+		"it may not delete ServiceAccounts":                {"delete", "serviceaccounts", "default", false},
+		"it may not mint ServiceAccount tokens":            {"create", "serviceaccounts/token", "default", false},
+		"it may not use ConfigMaps for leader election":    {"update", "configmaps", ownNamespace, false},
+		"it may not change the CRD":                        {"update", "customresourcedefinitions.apiextensions.k8s.io", "", false},
+		"it may not read the hosts ConfigMap":              {"get", "configmaps/updater-config", ownNamespace, false},
+		"it may not edit the agent's DaemonSet":            {"patch", "daemonsets.apps", ownNamespace, false},
+		"it may not approve certificate signing requests":  {"approve", "signers.certificates.k8s.io", "", false},
+		"it may not create CertificateSigningRequests":     {"create", "certificatesigningrequests.certificates.k8s.io", "", false},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, c.allowed, canI(t, user, c.verb, c.resource, c.namespace),
+				"kubectl auth can-i %s %s -n %q --as=%s", c.verb, c.resource, c.namespace, user)
+		})
+	}
+}
+
+func TestAgentPermissionsAreMinimal(t *testing.T) {
+	installBundle(t)
+	user := serviceAccountUser(agentSA)
+	cases := map[string]permission{
+		"it gets updater-config":                     {"get", "configmaps/updater-config", ownNamespace, true},
+		"it lists updater-config":                    {"list", "configmaps/updater-config", ownNamespace, true},
+		"it watches updater-config":                  {"watch", "configmaps/updater-config", ownNamespace, true},
+		"it may not list every ConfigMap":            {"list", "configmaps", ownNamespace, false},
+		"it may not get another ConfigMap":           {"get", "configmaps/other-config", ownNamespace, false},
+		"it may not update updater-config":           {"update", "configmaps/updater-config", ownNamespace, false},
+		"it may not delete updater-config":           {"delete", "configmaps/updater-config", ownNamespace, false},
+		"it may not read updater-config elsewhere":   {"get", "configmaps/updater-config", "default", false},
+		"it may not read Secrets":                    {"get", "secrets", ownNamespace, false},
+		"it may not read the webhook certificate":    {"get", "secrets/" + certSecret, ownNamespace, false},
+		"it may not read nodes":                      {"get", "nodes", "", false},
+		"it may not create pods":                     {"create", "pods", ownNamespace, false},
+		"it may not read ImagePullSecrets":           {"get", "imagepullsecrets.tcr.tencentcloudcr.com", "", false},
+		"it may not take the manager's leader Lease": {"update", "leases.coordination.k8s.io/tcr-assistant-leader", ownNamespace, false},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, c.allowed, canI(t, user, c.verb, c.resource, c.namespace),
+				"kubectl auth can-i %s %s -n %q --as=%s", c.verb, c.resource, c.namespace, user)
+		})
+	}
+}
+
+// removeWebhook deletes the bundle's webhook configuration for a test that runs the manager
+// without its webhook: with failurePolicy Fail and no server behind the Service, the API server
+// refuses every ImagePullSecret, exactly as in a cluster whose manager is not running yet.
+func removeWebhook(t *testing.T) {
+	t.Helper()
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: webhookConfig}}
+	require.NoError(t, client.IgnoreNotFound(env.Client.Delete(context.Background(), vwc)))
+	t.Cleanup(func() {
+		_ = env.Client.Delete(context.Background(), vwc)
+	})
+}
+
+// managerArgs are the flags of an out-of-cluster manager authenticated by kubeconfig, with its
+// metrics and probes on free ports; it returns the probe port too.
+func managerArgs(t *testing.T, kubeconfig string) (args []string, probePort int) {
+	probePort = freePort(t)
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--namespace=" + ownNamespace,
+		"--leader-elect",
+		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(freePort(t)),
+		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
+	}, probePort
+}
+
+// secretName is the name of the Secret an ImagePullSecret distributes.
+func secretName(ips string) string { return tcrv1.SecretNamePrefix + ips }
+
+// dockerAuth returns "username:password" from a distributed Secret's .dockerconfigjson for server.
+func dockerAuth(t *testing.T, s *corev1.Secret, server string) string {
+	t.Helper()
+	var cfg struct {
+		Auths map[string]struct {
+			Username string `json:"username"`
+			Password string `json:"password"`
+			Auth     string `json:"auth"`
+		} `json:"auths"`
+	}
+	require.NoError(t, json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg))
+	entry, ok := cfg.Auths[server]
+	require.True(t, ok, "no auths entry for %s in %s/%s", server, s.Namespace, s.Name)
+	auth, err := base64.StdEncoding.DecodeString(entry.Auth)
+	require.NoError(t, err)
+	require.Equal(t, entry.Username+":"+entry.Password, string(auth), "auth and username/password disagree")
+	return string(auth)
+}
+
+// namespaceNames lists the names of all namespaces that are not terminating.
+func namespaceNames(t *testing.T) []string {
+	var list corev1.NamespaceList
+	require.NoError(t, env.Client.List(context.Background(), &list))
+	var names []string
+	for _, ns := range list.Items {
+		if ns.DeletionTimestamp == nil {
+			names = append(names, ns.Name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func TestManagerDistributesRotatesAndCleansUpAsItsServiceAccount(t *testing.T) {
+	ctx := context.Background()
+	installBundle(t)
+	removeWebhook(t)
+
+	// Targets, made by the administrator: two namespaces with two ServiceAccounts each, one of
+	// which already pulls with a Secret of its own that must survive everything below.
+	for _, ns := range []string{"e2e-rbac-a", "e2e-rbac-b"} {
+		require.NoError(t, client.IgnoreAlreadyExists(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})))
+		for _, sa := range []string{"default", "builder"} {
+			obj := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}
+			if sa == "builder" {
+				obj.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "keep-me"}}
+			}
+			require.NoError(t, client.IgnoreAlreadyExists(env.Client.Create(ctx, obj)))
+		}
+	}
+
+	kubeconfig := kubeconfigFor(t, managerSA)
+	args, probePort := managerArgs(t, kubeconfig)
+	manager := start(t, binary(t, "manager"), append(args, "--enable-webhook=false")...)
+	waitHealthy(t, manager, probePort, "/readyz")
+
+	// The sample CR of config/samples, as a user would apply it.
+	_, _, err := env.Kubectl("", "apply", "-f", filepath.Join(env.Root, "config", "samples", "imagepullsecret-sample.yaml"))
+	require.NoError(t, err)
+	sample := &tcrv1.ImagePullSecret{}
+	key := types.NamespacedName{Name: "imagepullsecret-sample"}
+	require.NoError(t, env.Client.Get(ctx, key, sample))
+	server, user, password := sample.Spec.Docker.Server, sample.Spec.Docker.Username, sample.Spec.Docker.Password
+	require.NotEmpty(t, password)
+	name := secretName(sample.Name)
+
+	// Every namespace gets the Secret; every ServiceAccount there references it.
+	waitDistributed := func(wantAuth string) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			for _, ns := range namespaceNames(t) {
+				var s corev1.Secret
+				if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+					return false
+				}
+				if s.Type != corev1.SecretTypeDockerConfigJson || dockerAuth(t, &s, server) != wantAuth {
+					return false
+				}
+			}
+			return true
+		}, waitTimeout, waitInterval, "Secret %s never reached every namespace with the current credential", name)
+		require.Eventually(t, func() bool {
+			for _, ns := range []string{"e2e-rbac-a", "e2e-rbac-b"} {
+				for _, sa := range []string{"default", "builder"} {
+					var obj corev1.ServiceAccount
+					require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: sa}, &obj))
+					if !references(obj, name) {
+						return false
+					}
+				}
+			}
+			return true
+		}, waitTimeout, waitInterval, "the ServiceAccounts never referenced %s", name)
+	}
+	waitDistributed(user + ":" + password)
+
+	// The status counts every namespace.
+	require.Eventually(t, func() bool {
+		require.NoError(t, env.Client.Get(ctx, key, sample))
+		n := int32(len(namespaceNames(t)))
+		return sample.Status.SecretsDesired == n && sample.Status.SecretsSuccess == n &&
+			sample.Status.SAsDesired > 0 && sample.Status.SAsSuccess == sample.Status.SAsDesired
+	}, waitTimeout, waitInterval, "status never counted every namespace and ServiceAccount")
+
+	// Rotation: a new password reaches every copy in place.
+	rotated := "rotated-" + password
+	patch := client.MergeFrom(sample.DeepCopy())
+	sample.Spec.Docker.Password = rotated
+	require.NoError(t, env.Client.Patch(ctx, sample, patch))
+	waitDistributed(user + ":" + rotated)
+
+	// Deletion: the CR goes away after the manager removed every Secret and every reference it
+	// made, and nothing else.
+	require.NoError(t, env.Client.Delete(ctx, sample))
+	require.Eventually(t, func() bool {
+		return apierrors.IsNotFound(env.Client.Get(ctx, key, &tcrv1.ImagePullSecret{}))
+	}, waitTimeout, waitInterval, "the ImagePullSecret was never finalized")
+	var left corev1.SecretList
+	require.NoError(t, env.Client.List(ctx, &left, client.MatchingFields{"metadata.name": name}))
+	assert.Empty(t, left.Items, "distributed Secrets left behind")
+	for _, ns := range []string{"e2e-rbac-a", "e2e-rbac-b"} {
+		var obj corev1.ServiceAccount
+		require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "builder"}, &obj))
+		assert.Equal(t, []corev1.LocalObjectReference{{Name: "keep-me"}}, obj.ImagePullSecrets, "%s/builder", ns)
+		require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, &obj))
+		assert.Empty(t, obj.ImagePullSecrets, "%s/default", ns)
+	}
+
+	// Under this identity nothing was forbidden, and no credential reached the logs.
+	manager.stop()
+	logs := manager.output.String()
+	assert.NotContains(t, strings.ToLower(logs), "forbidden", "the manager's RBAC is not sufficient")
+	assert.NotContains(t, logs, password)
+	assert.NotContains(t, logs, rotated)
+}
+
+func references(sa corev1.ServiceAccount, secret string) bool {
+	for _, ref := range sa.ImagePullSecrets {
+		if ref.Name == secret {
+			return true
+		}
+	}
+	return false
+}
+
+func TestAgentWritesTheHostsFileAsItsServiceAccount(t *testing.T) {
+	ctx := context.Background()
+	installBundle(t)
+
+	// The administrator sets one registry domain in updater-config.
+	cm := &corev1.ConfigMap{}
+	require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: ownNamespace, Name: "updater-config"}, cm))
+	original := cm.DeepCopy()
+	t.Cleanup(func() {
+		latest := &corev1.ConfigMap{}
+		if env.Client.Get(ctx, client.ObjectKeyFromObject(original), latest) == nil {
+			latest.Data = original.Data
+			_ = env.Client.Update(ctx, latest)
+		}
+	})
+	cm.Data = map[string]string{"hosts.yaml": "- domain: e2e-bj.tencentcloudcr.com\n  ip: 10.0.0.7\n"}
+	require.NoError(t, env.Client.Update(ctx, cm))
+
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	require.NoError(t, os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644))
+	probePort := freePort(t)
+	agent := start(t, binary(t, "hosts-updater"),
+		"--kubeconfig="+kubeconfigFor(t, agentSA),
+		"--namespace="+ownNamespace,
+		"--hosts-file="+hosts,
+		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(freePort(t)),
+		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(probePort))
+	waitHealthy(t, agent, probePort, "/readyz")
+
+	require.Eventually(t, func() bool {
+		data, err := os.ReadFile(hosts)
+		require.NoError(t, err)
+		return strings.Contains(string(data), "10.0.0.7") && strings.Contains(string(data), "e2e-bj.tencentcloudcr.com")
+	}, waitTimeout, waitInterval, "the agent never wrote the domain into the hosts file")
+	data, err := os.ReadFile(hosts)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(data), "127.0.0.1 localhost\n"), "the agent changed a line it does not own:\n%s", data)
+
+	agent.stop()
+	assert.NotContains(t, strings.ToLower(agent.output.String()), "forbidden", "the agent's RBAC is not sufficient")
+}
