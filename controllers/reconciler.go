@@ -278,7 +278,7 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 	if err := r.writeStatus(ctx, ips, st); err != nil {
 		if apierrors.IsConflict(err) {
 			// The ImagePullSecret changed meanwhile; its update event brings a new pass.
-			return ctrl.Result{Requeue: true}, nil
+			return ctrl.Result{RequeueAfter: r.opts.StatusDelay}, nil
 		}
 		return ctrl.Result{}, err
 	}

@@ -1,0 +1,199 @@
+package controllers
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+)
+
+func TestRenderDockerConfig(t *testing.T) {
+	tests := map[string]struct {
+		server, user, pass string
+		want               string
+	}{
+		"the original's sample renders username, password and auth in that order": {
+			server: "fanjiankong-bj.tencentcloudcr.com", user: "100012345678", pass: "tcr.jwt.token",
+			want: `{"auths":{"fanjiankong-bj.tencentcloudcr.com":{"username":"100012345678","password":"tcr.jwt.token","auth":"MTAwMDEyMzQ1Njc4OnRjci5qd3QudG9rZW4="}}}`,
+		},
+		"a server with a port is kept as the key": {
+			server: "registry.example.com:5000", user: "u", pass: "p",
+			want: `{"auths":{"registry.example.com:5000":{"username":"u","password":"p","auth":"dTpw"}}}`,
+		},
+		"HTML characters are not escaped and quotes are": {
+			server: "r.example.com", user: "a&b", pass: `<"x">`,
+			want: `{"auths":{"r.example.com":{"username":"a&b","password":"<\"x\">","auth":"YSZiOjwieCI+"}}}`,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := renderDockerConfig(tc.server, tc.user, tc.pass)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, string(got))
+			assert.True(t, json.Valid(got))
+		})
+	}
+}
+
+func TestSecretDataMatches(t *testing.T) {
+	want := secretData{dockerConfigJSON: []byte(`{"auths":{}}`)}
+	tests := map[string]struct {
+		secret corev1.Secret
+		want   bool
+	}{
+		"the same type and data match": {
+			secret: corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{".dockerconfigjson": []byte(`{"auths":{}}`)}},
+			want:   true,
+		},
+		"other data does not match": {
+			secret: corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{".dockerconfigjson": []byte(`{}`)}},
+		},
+		"an extra key does not match": {
+			secret: corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{".dockerconfigjson": []byte(`{"auths":{}}`), "x": nil}},
+		},
+		"another type does not match": {
+			secret: corev1.Secret{Type: corev1.SecretTypeOpaque, Data: map[string][]byte{".dockerconfigjson": []byte(`{"auths":{}}`)}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tc.want, want.matches(&tc.secret))
+		})
+	}
+}
+
+func sa(rv string, pull ...string) *corev1.ServiceAccount {
+	s := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "default", ResourceVersion: rv}}
+	for _, p := range pull {
+		s.ImagePullSecrets = append(s.ImagePullSecrets, corev1.LocalObjectReference{Name: p})
+	}
+	return s
+}
+
+func TestTrackerOverlay(t *testing.T) {
+	tests := map[string]struct {
+		wrote, deleted client.Object
+		observed       client.Object
+		cached         client.Object
+		wantRV         string // "" for nil
+	}{
+		"with nothing written the cache is believed": {
+			cached: sa("10"), wantRV: "10",
+		},
+		"a write newer than the cache is believed": {
+			wrote: sa("12", "x"), cached: sa("10"), wantRV: "12",
+		},
+		"a cache that caught up with the write is believed": {
+			wrote: sa("12", "x"), cached: sa("12", "x"), wantRV: "12",
+		},
+		"a cache newer than the write is believed": {
+			wrote: sa("12", "x"), cached: sa("15"), wantRV: "15",
+		},
+		"a created object missing from the cache is believed to exist": {
+			wrote: sa("12"), cached: nil, wantRV: "12",
+		},
+		"a deleted object still in the cache is believed gone": {
+			deleted: sa("12"), cached: sa("12"), wantRV: "",
+		},
+		"an object recreated after our delete is believed": {
+			deleted: sa("12"), cached: sa("20"), wantRV: "20",
+		},
+		"an observed event forgets the write": {
+			wrote: sa("12", "x"), observed: sa("12", "x"), cached: sa("10"), wantRV: "10",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			tr := newTracker()
+			if tc.wrote != nil {
+				tr.wrote(kindServiceAccount, tc.wrote)
+			}
+			if tc.deleted != nil {
+				tr.deleted(kindServiceAccount, tc.deleted)
+			}
+			if tc.observed != nil {
+				tr.observed(kindServiceAccount, tc.observed, false)
+			}
+			got := tr.overlay(kindServiceAccount, "ns", "default", tc.cached)
+			if tc.wantRV == "" {
+				assert.Nil(t, got)
+				return
+			}
+			require.NotNil(t, got)
+			assert.Equal(t, tc.wantRV, got.GetResourceVersion())
+		})
+	}
+}
+
+func TestBuildStatus(t *testing.T) {
+	earlier := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	created := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	written := metav1.NewTime(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC))
+	ips := &tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: "x", UID: "uid", Generation: 3}}
+	ips.Status.SecretUpdateSuccessful = []tcrv1.TargetUpdate{{NamespacedName: "b/tcr.ipsx", UpdatedAt: earlier}}
+	tests := map[string]struct {
+		results       []nsResult
+		wantCounts    [4]int32
+		wantSecrets   []tcrv1.TargetUpdate
+		wantReady     metav1.ConditionStatus
+		wantReason    string
+		wantFailures  int
+		writtenSecret string
+	}{
+		"counters are exact and the list keeps earlier timestamps, capped and sorted": {
+			results: []nsResult{
+				{namespace: "c", secretDesired: true, secretOK: true, secretCreated: created, sas: []saResult{{name: "default", ok: true}}},
+				{namespace: "b", secretDesired: true, secretOK: true, secretCreated: created},
+				{namespace: "a", secretDesired: true, secretOK: true, secretCreated: created},
+				{namespace: "skipped"},
+			},
+			writtenSecret: "a",
+			wantCounts:    [4]int32{3, 3, 1, 1},
+			wantSecrets: []tcrv1.TargetUpdate{
+				{NamespacedName: "a/tcr.ipsx", UpdatedAt: written},
+				{NamespacedName: "b/tcr.ipsx", UpdatedAt: earlier},
+			},
+			wantReady: metav1.ConditionTrue, wantReason: "Distributed",
+		},
+		"a target not up to date leaves Ready false and Progressing": {
+			results: []nsResult{
+				{namespace: "a", secretDesired: true, secretOK: true, secretCreated: created, sas: []saResult{{name: "default"}}},
+			},
+			wantCounts:  [4]int32{1, 1, 1, 0},
+			wantSecrets: []tcrv1.TargetUpdate{{NamespacedName: "a/tcr.ipsx", UpdatedAt: created}},
+			wantReady:   metav1.ConditionFalse, wantReason: "Progressing",
+		},
+		"a failure leaves Ready false with TargetsFailed": {
+			results: []nsResult{
+				{namespace: "a", secretDesired: true, failures: []tcrv1.TargetFailure{{Kind: "Secret", NamespacedName: "a/tcr.ipsx", Reason: ReasonSecretNotOwned}}},
+			},
+			wantCounts: [4]int32{1, 0, 0, 0},
+			wantReady:  metav1.ConditionFalse, wantReason: "TargetsFailed", wantFailures: 1,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := New(Options{StatusListLimit: 2})
+			if tc.writtenSecret != "" {
+				r.memory.wrote(targetKey{uid: "uid", kind: kindSecret, namespace: tc.writtenSecret, name: "tcr.ipsx"}, written)
+			}
+			st, ready := r.buildStatus(ips, tc.results)
+			assert.Equal(t, tc.wantCounts, [4]int32{st.SecretsDesired, st.SecretsSuccess, st.SAsDesired, st.SAsSuccess})
+			assert.Equal(t, tc.wantSecrets, st.SecretUpdateSuccessful)
+			assert.Len(t, st.Failures, tc.wantFailures)
+			assert.Equal(t, int64(3), st.ObservedGeneration)
+			require.Len(t, st.Conditions, 1)
+			assert.Equal(t, tc.wantReady, st.Conditions[0].Status)
+			assert.Equal(t, tc.wantReason, st.Conditions[0].Reason)
+			assert.Equal(t, int64(3), st.Conditions[0].ObservedGeneration)
+			assert.Equal(t, tc.wantReady == metav1.ConditionTrue, ready)
+		})
+	}
+}
