@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,8 +29,8 @@ import (
 const fieldOwner = client.FieldOwner("tcr-assistant")
 
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;update,resourceNames=tcr-assistant-webhook-server-cert
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;patch,resourceNames=tcr-assistant-validating-webhook-configuration
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;update,resourceNames=tcr-assistant-webhook-server-cert
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;patch,resourceNames=tcr-assistant-validating-webhook-configuration
 
 // Provisioner keeps the webhook's CA and serving certificate in the certificate Secret, in the
 // cert directory and in the caBundle of the webhook configuration. Every replica runs one; they
@@ -38,7 +39,7 @@ const fieldOwner = client.FieldOwner("tcr-assistant")
 type Provisioner struct {
 	opts   Options
 	pol    certPolicy
-	client client.Client
+	client client.WithWatch
 	log    logr.Logger
 	now    func() time.Time
 
@@ -56,7 +57,7 @@ func NewProvisioner(cfg *rest.Config, opts Options, log logr.Logger) (*Provision
 	if err := admissionregistrationv1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return nil, fmt.Errorf("creating the certificate provisioner's client: %w", err)
 	}
@@ -96,19 +97,67 @@ func (p *Provisioner) setReady(err error) {
 // certificate files.
 func (p *Provisioner) NeedLeaderElection() bool { return false }
 
-// Start re-checks the certificates every CheckPeriod until ctx ends, renewing them before they
-// expire and picking up what other replicas wrote.
+// Start keeps the certificates right until ctx ends. It syncs when the Secret or the webhook
+// configuration changes (another replica rotated, someone replaced the configuration and its
+// caBundle is gone) and at least every CheckPeriod, to renew certificates as they age; after a
+// failure it retries sooner, backing off from one second to CheckPeriod.
 func (p *Provisioner) Start(ctx context.Context) error {
-	ticker := time.NewTicker(p.opts.CheckPeriod)
-	defer ticker.Stop()
+	trigger := make(chan struct{}, 1)
+	go p.watch(ctx, trigger, &corev1.SecretList{},
+		client.InNamespace(p.opts.Namespace), client.MatchingFields{"metadata.name": p.opts.SecretName})
+	go p.watch(ctx, trigger, &admissionregistrationv1.ValidatingWebhookConfigurationList{},
+		client.MatchingFields{"metadata.name": p.opts.WebhookConfigurationName})
+
+	timer := time.NewTimer(p.opts.CheckPeriod)
+	defer timer.Stop()
+	backoff := time.Second
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
-			if err := p.Sync(ctx); err != nil && ctx.Err() == nil {
-				p.log.Error(err, "Failed to check the webhook certificate; retrying", "secret", p.secretKey())
+		case <-timer.C:
+		case <-trigger:
+		}
+		next := p.opts.CheckPeriod
+		if err := p.Sync(ctx); err != nil && ctx.Err() == nil {
+			p.log.Error(err, "Failed to check the webhook certificate; retrying", "secret", p.secretKey(), "in", backoff)
+			next, backoff = min(backoff, next), min(backoff*2, p.opts.CheckPeriod)
+		} else {
+			backoff = time.Second
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
 			}
+		}
+		timer.Reset(next)
+	}
+}
+
+// watch signals trigger on every event of the one object list selects, re-opening the watch
+// whenever the API server ends it. Watches are restricted by name, which is what lets RBAC
+// restrict list and watch to that one name.
+func (p *Provisioner) watch(ctx context.Context, trigger chan<- struct{}, list client.ObjectList, opts ...client.ListOption) {
+	for ctx.Err() == nil {
+		w, err := p.client.Watch(ctx, list, opts...)
+		if err == nil {
+			for ev := range w.ResultChan() {
+				if ev.Type == watch.Error {
+					break
+				}
+				select {
+				case trigger <- struct{}{}:
+				default:
+				}
+			}
+			w.Stop()
+		} else {
+			p.log.V(1).Info("Failed to watch; retrying", "kind", fmt.Sprintf("%T", list), "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
 		}
 	}
 }

@@ -17,8 +17,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/tcr-assistant/tcr-assistant/admission"
 )
@@ -269,4 +272,83 @@ func TestRotationKeepsRequestsSucceeding(t *testing.T) {
 	assert.GreaterOrEqual(t, len(certs), 3, "serving certificates issued")
 	assert.GreaterOrEqual(t, len(served), 3, "serving certificates served")
 	requireConsistent(t, p, opts)
+}
+
+// TestChangesByOthersAreRepairedAtOnce runs a replica that would only poll hourly: a webhook
+// configuration re-created without caBundle, and a Secret stripped of its serving certificate,
+// are repaired through the watches within seconds.
+func TestChangesByOthersAreRepairedAtOnce(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions("repair")
+	opts.CheckPeriod = time.Hour
+	port := freePort(t)
+	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
+	p := startWebhook(t, port, opts)
+	p.waitReady(t)
+	before := requireConsistent(t, p, opts)
+
+	// Re-created, as by 'kubectl replace' or a delete and re-install: no caBundle.
+	require.NoError(t, env.Client.Delete(ctx, webhookConfiguration(t, opts.WebhookConfigurationName)))
+	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
+	require.Eventually(t, func() bool {
+		wh := webhookConfiguration(t, opts.WebhookConfigurationName).Webhooks[0]
+		return bytes.Equal(wh.ClientConfig.CABundle, before.Data[admission.KeyCACert])
+	}, 30*time.Second, 100*time.Millisecond, "the caBundle was not restored")
+	waitServing(t, "repair")
+
+	// The serving certificate removed from the Secret.
+	stripped := before.DeepCopy()
+	stripped.Data[admission.KeyTLSCert] = []byte{}
+	require.NoError(t, env.Client.Update(ctx, stripped))
+	require.Eventually(t, func() bool {
+		return len(certSecret(t, opts.SecretName).Data[admission.KeyTLSCert]) > 0
+	}, 30*time.Second, 100*time.Millisecond, "the serving certificate was not reissued")
+	after := requireConsistent(t, p, opts)
+	assert.Equal(t, before.Data[admission.KeyCACert], after.Data[admission.KeyCACert], "same CA")
+	assert.NotEqual(t, before.Data[admission.KeyTLSCert], after.Data[admission.KeyTLSCert], "new serving certificate")
+	waitServing(t, "repair")
+}
+
+// TestTheGeneratedClusterRoleIsEnough runs a replica as a user holding only the ClusterRole
+// generated from the +kubebuilder:rbac markers (config/rbac/role.yaml), with the production
+// names of the Secret and the webhook configuration that the role's resourceNames allow.
+func TestTheGeneratedClusterRoleIsEnough(t *testing.T) {
+	ctx := context.Background()
+	data, err := os.ReadFile(filepath.Join(env.Root, "config", "rbac", "role.yaml"))
+	require.NoError(t, err)
+	var role rbacv1.ClusterRole
+	require.NoError(t, yaml.Unmarshal(data, &role))
+	role.Name = "webhook-test-manager-role"
+	require.NoError(t, env.Client.Create(ctx, &role))
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, &role) })
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "webhook-test-manager-rolebinding"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "webhook-test-manager"}},
+	}
+	require.NoError(t, env.Client.Create(ctx, binding))
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, binding) })
+	userConfig, err := env.AddUser("webhook-test-manager")
+	require.NoError(t, err)
+
+	opts := testOptions("rbac")
+	opts.SecretName, opts.WebhookConfigurationName = admission.DefaultSecretName, admission.DefaultWebhookConfigurationName
+	opts.CheckPeriod = time.Hour // only the watches can see the change below
+	port := freePort(t)
+	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
+	p := startWebhookAs(t, userConfig, port, opts)
+	p.waitReady(t)
+	before := requireConsistent(t, p, opts)
+	waitServing(t, "rbac")
+
+	// The watches are allowed too: a stripped Secret is repaired without waiting for a poll.
+	stripped := before.DeepCopy()
+	stripped.Data[admission.KeyTLSCert] = []byte{}
+	require.NoError(t, env.Client.Update(ctx, stripped))
+	require.Eventually(t, func() bool {
+		return len(certSecret(t, opts.SecretName).Data[admission.KeyTLSCert]) > 0
+	}, 30*time.Second, 100*time.Millisecond, "the serving certificate was not reissued")
+	t.Cleanup(func() {
+		_ = env.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: opts.SecretName}})
+	})
 }

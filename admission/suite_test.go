@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -93,10 +94,16 @@ func testLogger() logr.Logger {
 // test ends. It does not wait for readiness.
 func startWebhook(t testing.TB, port int, opts admission.Options) *webhookProcess {
 	t.Helper()
+	return startWebhookAs(t, env.Config, port, opts)
+}
+
+// startWebhookAs is startWebhook with the identity of cfg.
+func startWebhookAs(t testing.TB, cfg *rest.Config, port int, opts admission.Options) *webhookProcess {
+	t.Helper()
 	ensureNamespace(t)
 	certDir := t.TempDir()
 	opts.CertDir = certDir
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 env.Scheme,
 		Logger:                 testLogger(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
