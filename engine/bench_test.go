@@ -69,16 +69,26 @@ func BenchmarkMatchNamespace(b *testing.B) {
 	})
 }
 
-// BenchmarkMatchServiceAccount measures one ServiceAccount verdict with an expression.
+// BenchmarkMatchServiceAccount measures one ServiceAccount verdict (namespace match included).
 func BenchmarkMatchServiceAccount(b *testing.B) {
-	r := benchRule(b, tcrv1.ImagePullSecretSpec{ServiceAccounts: "default, builder", ServiceAccountExpression: `serviceAccount.labels["ci"] == "true"`})
 	sa := ServiceAccount{Name: "builder", Labels: map[string]string{"ci": "true"}}
-	b.ReportAllocs()
-	for b.Loop() {
-		if ok, err := r.MatchServiceAccount(benchNamespace, sa); !ok || err != nil {
-			b.Fatal(ok, err)
+	run := func(b *testing.B, r *Rule) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if ok, err := r.MatchServiceAccount(benchNamespace, sa); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
 		}
 	}
+	b.Run("list", func(b *testing.B) {
+		run(b, benchRule(b, tcrv1.ImagePullSecretSpec{Namespaces: "dev, team-payments", ServiceAccounts: "default, builder"}))
+	})
+	b.Run("selector", func(b *testing.B) {
+		run(b, benchRule(b, tcrv1.ImagePullSecretSpec{ServiceAccountSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"ci": "true"}}}))
+	})
+	b.Run("expression", func(b *testing.B) {
+		run(b, benchRule(b, tcrv1.ImagePullSecretSpec{ServiceAccounts: "default, builder", ServiceAccountExpression: `serviceAccount.labels["ci"] == "true"`}))
+	})
 }
 
 // BenchmarkCompile measures compiling a spec that uses every field.

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 	"github.com/google/cel-go/interpreter"
 	"k8s.io/apimachinery/pkg/util/version"
 	apiservercel "k8s.io/apiserver/pkg/cel"
@@ -316,29 +320,117 @@ func orEmpty(m map[string]string) map[string]string {
 	return m
 }
 
-// activation binds `namespace` and `serviceAccount` for one evaluation.
+// activation binds `namespace` and `serviceAccount` for one evaluation. It holds copies of the
+// facts, so one evaluation costs one allocation for the bindings; the variables are objectVals
+// that convert a field only when the expression reads it.
 type activation struct {
-	ns *Namespace
-	sa *ServiceAccount
+	ns    Namespace
+	sa    ServiceAccount
+	hasSA bool
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch {
-	case name == hiddenNamespace && a.ns != nil:
-		return map[string]any{
-			"name":        a.ns.Name,
-			"labels":      orEmpty(a.ns.Labels),
-			"annotations": orEmpty(a.ns.Annotations),
-		}, true
-	case name == varServiceAccount && a.sa != nil:
-		return map[string]any{
-			"name":        a.sa.Name,
-			"namespace":   a.sa.Namespace,
-			"labels":      orEmpty(a.sa.Labels),
-			"annotations": orEmpty(a.sa.Annotations),
-		}, true
+	case name == hiddenNamespace:
+		return objectVal{a: a, kind: namespaceObject}, true
+	case name == varServiceAccount && a.hasSA:
+		return objectVal{a: a, kind: serviceAccountObject}, true
 	}
 	return nil, false
+}
+
+type objectKind int
+
+const (
+	namespaceObject objectKind = iota
+	serviceAccountObject
+)
+
+// objectVal is the CEL value of `namespace` or `serviceAccount`: an object whose fields are read
+// straight from the activation, without building a map per evaluation.
+type objectVal struct {
+	a    *activation
+	kind objectKind
+}
+
+var (
+	_                        ref.Val            = objectVal{}
+	_                        traits.Indexer     = objectVal{}
+	_                        traits.FieldTester = objectVal{}
+	namespaceObjectType                         = types.NewObjectType("tcr.Namespace")
+	serviceAccountObjectType                    = types.NewObjectType("tcr.ServiceAccount")
+)
+
+// field returns the named field, or nil when the object has no such field.
+func (v objectVal) field(name string) ref.Val {
+	var fieldName, namespace string
+	var labels, annotations map[string]string
+	if v.kind == namespaceObject {
+		fieldName, labels, annotations = v.a.ns.Name, v.a.ns.Labels, v.a.ns.Annotations
+	} else {
+		fieldName, namespace, labels, annotations = v.a.sa.Name, v.a.sa.Namespace, v.a.sa.Labels, v.a.sa.Annotations
+	}
+	switch name {
+	case "name":
+		return types.String(fieldName)
+	case "namespace":
+		if v.kind == serviceAccountObject {
+			return types.String(namespace)
+		}
+	case "labels":
+		return types.NewStringStringMap(types.DefaultTypeAdapter, orEmpty(labels))
+	case "annotations":
+		return types.NewStringStringMap(types.DefaultTypeAdapter, orEmpty(annotations))
+	}
+	return nil
+}
+
+// Get implements traits.Indexer: field selection.
+func (v objectVal) Get(index ref.Val) ref.Val {
+	if name, ok := index.(types.String); ok {
+		if f := v.field(string(name)); f != nil {
+			return f
+		}
+	}
+	return types.NewErr("no such field: %v", index)
+}
+
+// IsSet implements traits.FieldTester, for has(): every declared field is always set.
+func (v objectVal) IsSet(field ref.Val) ref.Val {
+	if name, ok := field.(types.String); ok && v.field(string(name)) != nil {
+		return types.True
+	}
+	return types.False
+}
+
+func (v objectVal) ConvertToNative(t reflect.Type) (any, error) {
+	return nil, fmt.Errorf("type conversion of %s to %v is not supported", v.Type().TypeName(), t)
+}
+
+func (v objectVal) ConvertToType(t ref.Type) ref.Val {
+	if t == types.TypeType {
+		return v.Type().(*types.Type)
+	}
+	return types.NewErr("type conversion of %s to %s is not supported", v.Type().TypeName(), t.TypeName())
+}
+
+func (v objectVal) Equal(other ref.Val) ref.Val {
+	o, ok := other.(objectVal)
+	return types.Bool(ok && o.a == v.a && o.kind == v.kind)
+}
+
+func (v objectVal) Type() ref.Type {
+	if v.kind == namespaceObject {
+		return namespaceObjectType
+	}
+	return serviceAccountObjectType
+}
+
+func (v objectVal) Value() any {
+	if v.kind == namespaceObject {
+		return v.a.ns
+	}
+	return v.a.sa
 }
 
 func (a *activation) Parent() interpreter.Activation { return nil }

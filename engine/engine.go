@@ -288,7 +288,7 @@ func (r *Rule) MatchNamespace(ns Namespace) (bool, error) {
 // evalNamespaceExpression is apart from MatchNamespace so that only rules with an expression pay
 // for moving ns to the heap.
 func (r *Rule) evalNamespaceExpression(ns Namespace) (bool, error) {
-	ok, err := r.nsExpr.eval(&activation{ns: &ns})
+	ok, err := r.nsExpr.eval(&activation{ns: ns})
 	if err != nil {
 		return false, fmt.Errorf("namespace %q: spec.namespaceExpression: %w", ns.Name, err)
 	}
@@ -322,7 +322,7 @@ func (r *Rule) MatchServiceAccount(ns Namespace, sa ServiceAccount) (bool, error
 }
 
 func (r *Rule) evalServiceAccountExpression(ns Namespace, sa ServiceAccount) (bool, error) {
-	ok, err := r.saExpr.eval(&activation{ns: &ns, sa: &sa})
+	ok, err := r.saExpr.eval(&activation{ns: ns, sa: sa, hasSA: true})
 	if err != nil {
 		return false, fmt.Errorf("serviceAccount %s/%s: spec.serviceAccountExpression: %w", sa.Namespace, sa.Name, err)
 	}
@@ -338,7 +338,7 @@ func (r *Rule) MatchNamespaceCEL(ns Namespace) (bool, error) {
 	if r == nil {
 		return false, errNilRule
 	}
-	return r.nsRef.eval(&activation{ns: &ns})
+	return r.nsRef.eval(&activation{ns: ns})
 }
 
 // MatchServiceAccountCEL is MatchServiceAccount computed by the rule's reference program alone.
@@ -349,7 +349,7 @@ func (r *Rule) MatchServiceAccountCEL(ns Namespace, sa ServiceAccount) (bool, er
 	if sa.Namespace == "" {
 		sa.Namespace = ns.Name
 	}
-	return r.saRef.eval(&activation{ns: &ns, sa: &sa})
+	return r.saRef.eval(&activation{ns: ns, sa: sa, hasSA: true})
 }
 
 // NamespaceCEL is the CEL source of the whole namespace rule, for display and debugging.

@@ -207,6 +207,10 @@ func TestMatchNamespace(t *testing.T) {
 		"an expression reads labels":               {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.labels["env"] == "prod"`}, ns: ns("x", teamA), want: true},
 		"an expression reads annotations": {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.annotations["tcr/pull"] == "yes"`},
 			ns: Namespace{Name: "x", Annotations: map[string]string{"tcr/pull": "yes"}}, want: true},
+		"has() tests a field of the namespace":              {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `has(namespace.labels) && has(namespace.name)`}, ns: ns("x", nil), want: true},
+		"an optional label read falls back":                 {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.labels[?"env"].orValue("none") == "none"`}, ns: ns("x", nil), want: true},
+		"labels can be iterated":                            {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.labels.exists(k, k.startsWith("team"))`}, ns: ns("x", map[string]string{"team": "a"}), want: true},
+		"the name can be compared to a list":                {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.name in ["a", "x"]`}, ns: ns("x", nil), want: true},
 		"an expression may test for a key":                  {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `"env" in namespace.labels`}, ns: ns("x", nil), want: false},
 		"the Kubernetes CEL libraries are available":        {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.name.matches("^team-[a-z]+$")`}, ns: ns("team-abc", nil), want: true},
 		"a list filters before the expression is evaluated": {spec: tcrv1.ImagePullSecretSpec{Namespaces: "dev", NamespaceExpression: `namespace.labels["env"] == "prod"`}, ns: ns("other", nil), want: false},
@@ -554,7 +558,7 @@ func TestQuote(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			prg, kind, msg := compileGenerated(env.namespace, quote(s)+" == namespace.name")
 			require.Equal(t, compileOK, kind, msg)
-			ok, err := prg.eval(&activation{ns: &Namespace{Name: s}})
+			ok, err := prg.eval(&activation{ns: Namespace{Name: s}})
 			require.NoError(t, err)
 			assert.True(t, ok, "the literal %s must mean %q", quote(s), s)
 		})
