@@ -515,3 +515,54 @@ func TestPasswordSecretRefMissingSetsCondition(t *testing.T) {
 
 // patientRetry outlasts the conflicts of several writers racing on one object.
 var patientRetry = wait.Backoff{Steps: 100, Duration: 5 * time.Millisecond, Factor: 1.2, Jitter: 0.5, Cap: 200 * time.Millisecond}
+
+// TestSelectorsFollowLabelChanges uses namespaceSelector and serviceAccountSelector: relabelling
+// a namespace or a ServiceAccount adds or removes the Secret and the reference.
+func TestSelectorsFollowLabelChanges(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "sel-a", map[string]string{"pull": "tcr"})
+	createNamespace(t, "sel-b", nil)
+	for _, ns := range []string{"sel-a", "sel-b"} {
+		require.NoError(t, env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns, Name: "app", Labels: map[string]string{"pull": "yes"}}}))
+		createServiceAccount(t, ns, "other")
+	}
+	ips := newIPS("sel", "*", "*")
+	ips.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pull": "tcr"}}
+	ips.Spec.ServiceAccountSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pull": "yes"}}
+	createIPS(t, ips)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, err := getSecret("sel-a", "tcr.ipssel")
+		assert.NoError(c, err)
+		assert.Equal(c, []string{"tcr.ipssel"}, pullSecrets(c, "sel-a", "app"))
+		assert.Equal(c, []string{}, pullSecrets(c, "sel-a", "other"))
+	}, timeout, tick)
+	_, err := getSecret("sel-b", "tcr.ipssel")
+	assert.True(t, apierrors.IsNotFound(err))
+
+	relabel := func(obj client.Object, labels map[string]string) {
+		require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+				return err
+			}
+			obj.SetLabels(labels)
+			return env.Client.Update(ctx, obj)
+		}))
+	}
+	relabel(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "sel-b"}}, map[string]string{"pull": "tcr"})
+	relabel(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "sel-a"}}, nil)
+	relabel(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "sel-b", Name: "other"}}, map[string]string{"pull": "yes"})
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, err := getSecret("sel-a", "tcr.ipssel")
+		assert.True(c, apierrors.IsNotFound(err), "sel-a no longer matches")
+		assert.Equal(c, []string{}, pullSecrets(c, "sel-a", "app"))
+		_, err = getSecret("sel-b", "tcr.ipssel")
+		assert.NoError(c, err)
+		assert.Equal(c, []string{"tcr.ipssel"}, pullSecrets(c, "sel-b", "app"))
+		assert.Equal(c, []string{"tcr.ipssel"}, pullSecrets(c, "sel-b", "other"))
+	}, timeout, tick)
+	eventuallyStatus(t, "sel", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.Equal(c, [4]int32{1, 1, 2, 2}, [4]int32{st.SecretsDesired, st.SecretsSuccess, st.SAsDesired, st.SAsSuccess})
+	})
+}
