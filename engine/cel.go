@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -58,6 +59,11 @@ const (
 const (
 	varNamespace      = "namespace" // declared as hiddenNamespace, see ident.go
 	varServiceAccount = "serviceAccount"
+
+	// Variables of reference programs only, bound to the rule's name lists.
+	varNamespaceNames      = "__namespaces__"
+	varExcludedNames       = "__excluded__"
+	varServiceAccountNames = "__serviceaccounts__"
 )
 
 // envs holds the two shared CEL environments: one where only `namespace` is declared (for
@@ -65,6 +71,10 @@ const (
 // once, on first use, because building a Kubernetes CEL environment costs milliseconds.
 type envs struct {
 	namespace, serviceAccount *cel.Env
+	// generatedNamespace and generatedServiceAccount compile the reference programs, whose
+	// source grows with the lists in the spec: they lift the parser's size limit, which exists to
+	// bound what users type, not what Compile generates.
+	generatedNamespace, generatedServiceAccount *cel.Env
 }
 
 var sharedEnvs = sync.OnceValues(buildEnvs)
@@ -104,7 +114,21 @@ func buildEnvs() (*envs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the ServiceAccount CEL environment: %w", err)
 	}
-	return &envs{namespace: nsSet.NewExpressionsEnv(), serviceAccount: saSet.NewExpressionsEnv()}, nil
+	e := &envs{namespace: nsSet.NewExpressionsEnv(), serviceAccount: saSet.NewExpressionsEnv()}
+	stringList := cel.ListType(cel.StringType)
+	unlimited := []cel.EnvOption{
+		cel.ParserExpressionSizeLimit(math.MaxInt32),
+		cel.Variable(varNamespaceNames, stringList),
+		cel.Variable(varExcludedNames, stringList),
+		cel.Variable(varServiceAccountNames, stringList),
+	}
+	if e.generatedNamespace, err = e.namespace.Extend(unlimited...); err != nil {
+		return nil, fmt.Errorf("building the namespace CEL environment: %w", err)
+	}
+	if e.generatedServiceAccount, err = e.serviceAccount.Extend(unlimited...); err != nil {
+		return nil, fmt.Errorf("building the ServiceAccount CEL environment: %w", err)
+	}
+	return e, nil
 }
 
 // sizeEstimator tells the CEL cost checker how large the declared variables can get, so that
@@ -327,6 +351,8 @@ type activation struct {
 	ns    Namespace
 	sa    ServiceAccount
 	hasSA bool
+	// rule binds the name lists of reference programs; nil for user expressions.
+	rule *Rule
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
@@ -335,6 +361,12 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return objectVal{a: a, kind: namespaceObject}, true
 	case name == varServiceAccount && a.hasSA:
 		return objectVal{a: a, kind: serviceAccountObject}, true
+	case a.rule != nil && name == varNamespaceNames:
+		return a.rule.nsNames.names, true
+	case a.rule != nil && name == varExcludedNames:
+		return a.rule.excluded.names, true
+	case a.rule != nil && name == varServiceAccountNames:
+		return a.rule.saNames.names, true
 	}
 	return nil, false
 }

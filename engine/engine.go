@@ -85,7 +85,10 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 	}
 	var errs field.ErrorList
 	r := &Rule{}
-	var nsClauses, saClauses []string
+	// Clauses in the reference programs. Name lists are shown as literals but compiled as
+	// references to variables bound at evaluation, so that compiling a rule costs the same
+	// whether it lists ten names or ten thousand.
+	var nsClauses, saClauses []clause
 
 	// spec.namespaces
 	if !validUTF8(spec.Namespaces) {
@@ -95,7 +98,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 		r.nsAll, names = ParseList(spec.Namespaces)
 		r.nsNames = newNameSet(names)
 		if !r.nsAll {
-			nsClauses = append(nsClauses, "namespace.name in "+quoteList(names))
+			nsClauses = append(nsClauses, clause{"namespace.name in " + quoteList(names), "namespace.name in " + varNamespaceNames})
 		}
 	}
 
@@ -104,7 +107,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 		errs = append(errs, field.Invalid(excludeNamespacesPath, spec.ExcludeNamespaces, msgUTF8))
 	} else if names := parseExclusions(spec.ExcludeNamespaces); len(names) > 0 {
 		r.excluded = newNameSet(names)
-		nsClauses = append(nsClauses, "!(namespace.name in "+quoteList(names)+")")
+		nsClauses = append(nsClauses, clause{"!(namespace.name in " + quoteList(names) + ")", "!(namespace.name in " + varExcludedNames + ")"})
 	}
 
 	// spec.namespaceSelector
@@ -112,7 +115,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 	errs = append(errs, selErrs...)
 	if sel != nil {
 		r.nsSelector = sel
-		nsClauses = append(nsClauses, src)
+		nsClauses = append(nsClauses, clause{src, src})
 	}
 
 	// spec.namespaceExpression
@@ -121,7 +124,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 		errs = append(errs, exprErrs...)
 		if prg != nil {
 			r.nsExpr = prg
-			nsClauses = append(nsClauses, "("+spec.NamespaceExpression+")")
+			nsClauses = append(nsClauses, sameClause("("+spec.NamespaceExpression+")"))
 		}
 	}
 
@@ -133,7 +136,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 		r.saAll, names = ParseList(spec.ServiceAccounts)
 		r.saNames = newNameSet(names)
 		if !r.saAll {
-			saClauses = append(saClauses, "serviceAccount.name in "+quoteList(names))
+			saClauses = append(saClauses, clause{"serviceAccount.name in " + quoteList(names), "serviceAccount.name in " + varServiceAccountNames})
 		}
 	}
 
@@ -142,7 +145,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 	errs = append(errs, selErrs...)
 	if sel != nil {
 		r.saSelector = sel
-		saClauses = append(saClauses, src)
+		saClauses = append(saClauses, clause{src, src})
 	}
 
 	// spec.serviceAccountExpression
@@ -151,7 +154,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 		errs = append(errs, exprErrs...)
 		if prg != nil {
 			r.saExpr = prg
-			saClauses = append(saClauses, "("+spec.ServiceAccountExpression+")")
+			saClauses = append(saClauses, sameClause("("+spec.ServiceAccountExpression+")"))
 		}
 	}
 
@@ -163,10 +166,10 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 	// compile too; they are not cost-checked because generated clauses are linear in the spec.
 	var kind compileKind
 	var msg string
-	if r.nsRef, kind, msg = compileGenerated(envs.namespace, conjunction(nsClauses)); kind != compileOK {
+	if r.nsRef, kind, msg = compileReference(envs.generatedNamespace, nsClauses); kind != compileOK {
 		return nil, field.ErrorList{field.InternalError(specPath, fmt.Errorf("compiling the namespace rule: %s", msg))}
 	}
-	if r.saRef, kind, msg = compileGenerated(envs.serviceAccount, conjunction(append(nsClauses, saClauses...))); kind != compileOK {
+	if r.saRef, kind, msg = compileReference(envs.generatedServiceAccount, append(nsClauses, saClauses...)); kind != compileOK {
 		return nil, field.ErrorList{field.InternalError(specPath, fmt.Errorf("compiling the ServiceAccount rule: %s", msg))}
 	}
 	return r, nil
@@ -185,6 +188,25 @@ func parseExclusions(list string) []string {
 		}
 	}
 	return names
+}
+
+// clause is one part of a reference program: its source as shown to people and as compiled.
+type clause struct{ shown, compiled string }
+
+func sameClause(src string) clause { return clause{src, src} }
+
+// compileReference compiles the conjunction of clauses into a reference program.
+func compileReference(env celEnv, clauses []clause) (*program, compileKind, string) {
+	shown := make([]string, len(clauses))
+	compiled := make([]string, len(clauses))
+	for i, c := range clauses {
+		shown[i], compiled[i] = c.shown, c.compiled
+	}
+	prg, kind, msg := compileGenerated(env, conjunction(compiled))
+	if prg != nil {
+		prg.source = conjunction(shown)
+	}
+	return prg, kind, msg
 }
 
 func conjunction(clauses []string) string {
@@ -338,7 +360,7 @@ func (r *Rule) MatchNamespaceCEL(ns Namespace) (bool, error) {
 	if r == nil {
 		return false, errNilRule
 	}
-	return r.nsRef.eval(&activation{ns: ns})
+	return r.nsRef.eval(&activation{ns: ns, rule: r})
 }
 
 // MatchServiceAccountCEL is MatchServiceAccount computed by the rule's reference program alone.
@@ -349,7 +371,7 @@ func (r *Rule) MatchServiceAccountCEL(ns Namespace, sa ServiceAccount) (bool, er
 	if sa.Namespace == "" {
 		sa.Namespace = ns.Name
 	}
-	return r.saRef.eval(&activation{ns: ns, sa: sa, hasSA: true})
+	return r.saRef.eval(&activation{ns: ns, sa: sa, hasSA: true, rule: r})
 }
 
 // NamespaceCEL is the CEL source of the whole namespace rule, for display and debugging.

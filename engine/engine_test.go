@@ -610,3 +610,31 @@ func TestEstimatedCosts(t *testing.T) {
 		})
 	}
 }
+
+// TestLongLists checks that rules listing many names compile (CEL's parser limits expressions
+// to 100,000 code points, which a list of 10,000 namespaces exceeds when written out) and that
+// the plan and the reference program agree on them.
+func TestLongLists(t *testing.T) {
+	names := make([]string, 10_000)
+	for i := range names {
+		names[i] = fmt.Sprintf("namespace-%d", i)
+	}
+	list := strings.Join(names, ", ")
+	r, errs := Compile(&tcrv1.ImagePullSecretSpec{Namespaces: list, ExcludeNamespaces: "namespace-5", ServiceAccounts: list})
+	require.Empty(t, errs)
+	assert.True(t, strings.HasPrefix(r.NamespaceCEL(), `namespace.name in ["namespace-0", "namespace-1", `), "the shown source lists the names")
+	for name, want := range map[string]bool{"namespace-0": true, "namespace-9999": true, "namespace-5": false, "namespace-10000": false} {
+		got, err := r.MatchNamespace(ns(name, nil))
+		require.NoError(t, err)
+		ref, err := r.MatchNamespaceCEL(ns(name, nil))
+		require.NoError(t, err)
+		assert.Equal(t, want, got, name)
+		assert.Equal(t, want, ref, name)
+		gotSA, err := r.MatchServiceAccount(ns(name, nil), ServiceAccount{Name: "namespace-42"})
+		require.NoError(t, err)
+		refSA, err := r.MatchServiceAccountCEL(ns(name, nil), ServiceAccount{Name: "namespace-42"})
+		require.NoError(t, err)
+		assert.Equal(t, want, gotSA, name)
+		assert.Equal(t, want, refSA, name)
+	}
+}
