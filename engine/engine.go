@@ -381,13 +381,14 @@ func (r *Rule) NamespaceCEL() string { return r.nsRef.source }
 // included), for display and debugging.
 func (r *Rule) ServiceAccountCEL() string { return r.saRef.source }
 
-// NamespaceNames returns the exact names spec.namespaces lists, or nil when it selects every
-// namespace. The controller can use it to look namespaces up by name instead of listing all.
-func (r *Rule) NamespaceNames() []string {
+// NamespaceNames returns the exact names spec.namespaces lists, and all = true (with no names)
+// when it selects every namespace. When all is false only the listed namespaces can match, so
+// the controller can look them up by name instead of walking every namespace.
+func (r *Rule) NamespaceNames() (names []string, all bool) {
 	if r.nsAll {
-		return nil
+		return nil, true
 	}
-	return append([]string(nil), r.nsNames.names...)
+	return append([]string{}, r.nsNames.names...), false
 }
 
 // ReadsNamespaceMetadata reports whether a verdict may depend on a namespace's labels or

@@ -71,6 +71,10 @@ func TestCompile(t *testing.T) {
 			wantSaCEL:  `!(namespace.name in ["kube-system"]) && (!("env" in namespace.labels) || !(namespace.labels["env"] in ["dev"])) && ("team" in namespace.labels && namespace.labels["team"] in ["a"])`,
 			wantNsMeta: true,
 		},
+		"a list of only commas selects no namespace": {
+			spec:      tcrv1.ImagePullSecretSpec{Namespaces: ",,"},
+			wantNsCEL: `namespace.name in []`, wantSaCEL: `namespace.name in []`, wantNames: []string{},
+		},
 		"exists and does-not-exist compile to key tests": {
 			spec: tcrv1.ImagePullSecretSpec{ServiceAccountSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 				{Key: "a", Operator: metav1.LabelSelectorOpExists}, {Key: "b", Operator: metav1.LabelSelectorOpDoesNotExist},
@@ -160,7 +164,11 @@ func TestCompile(t *testing.T) {
 			require.Empty(t, errs)
 			assert.Equal(t, tt.wantNsCEL, r.NamespaceCEL())
 			assert.Equal(t, tt.wantSaCEL, r.ServiceAccountCEL())
-			assert.Equal(t, tt.wantNames, r.NamespaceNames())
+			names, all := r.NamespaceNames()
+			assert.Equal(t, tt.wantNames == nil, all)
+			if tt.wantNames != nil {
+				assert.Equal(t, tt.wantNames, names)
+			}
 			assert.Equal(t, tt.wantNsMeta, r.ReadsNamespaceMetadata())
 			assert.Equal(t, tt.wantSaMetas, r.ReadsServiceAccountMetadata())
 		})
