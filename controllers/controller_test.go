@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/controllers"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -565,4 +566,24 @@ func TestSelectorsFollowLabelChanges(t *testing.T) {
 	eventuallyStatus(t, "sel", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
 		assert.Equal(c, [4]int32{1, 1, 2, 2}, [4]int32{st.SecretsDesired, st.SecretsSuccess, st.SAsDesired, st.SAsSuccess})
 	})
+}
+
+// TestLongNamesAreDistributedAndCleanedUp uses a name longer than a label value may be: the
+// owner label carries a hash, and everything still works both ways.
+func TestLongNamesAreDistributedAndCleanedUp(t *testing.T) {
+	startManager(t)
+	name := "long-" + strings.Repeat("x", 120)
+	createNamespace(t, "long", nil, "default")
+	createIPS(t, newIPS(name, "long", "*"))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		s, err := getSecret("long", tcrv1.SecretNamePrefix+name)
+		if assert.NoError(c, err) {
+			assert.Equal(c, controllers.OwnerLabelValue(name), s.Labels[tcrv1.OwnerLabel])
+		}
+		assert.Equal(c, []string{tcrv1.SecretNamePrefix + name}, pullSecrets(c, "long", "default"))
+	}, timeout, tick)
+	deleteIPS(t, name)
+	_, err := getSecret("long", tcrv1.SecretNamePrefix+name)
+	assert.True(t, apierrors.IsNotFound(err))
+	assert.Equal(t, []string{}, pullSecrets(t, "long", "default"))
 }

@@ -100,8 +100,7 @@ func (r *Reconciler) serviceAccountHandler() handler.EventHandler {
 // namespace to the ImagePullSecrets whose passwordSecretRef names it (a full pass: rotation).
 func (r *Reconciler) secretHandler() handler.EventHandler {
 	handle := func(ctx context.Context, q queue, s client.Object, old client.Object, gone, initial bool) {
-		owner := s.GetLabels()[tcrv1.OwnerLabel]
-		if s.GetLabels()[tcrv1.ManagedByLabel] == tcrv1.ManagedByValue && owner != "" {
+		if owner := ownerName(s); owner != "" {
 			r.tracker.observed(kindSecret, s, gone)
 			if initial {
 				return

@@ -347,7 +347,7 @@ func (r *Reconciler) finalize(ctx context.Context, ips *tcrv1.ImagePullSecret) e
 	// The Secrets from the API server, not the cache: a Secret created a moment ago must go too.
 	secrets := &corev1.SecretList{}
 	if err := r.reader.List(ctx, secrets, client.MatchingLabels{
-		tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: ips.Name,
+		tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: OwnerLabelValue(ips.Name),
 	}); err != nil {
 		return fmt.Errorf("listing the Secrets of ImagePullSecret %s: %w", ips.Name, err)
 	}

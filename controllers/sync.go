@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -69,6 +71,34 @@ func (l *pairLocks) lock(ips, namespace string) func() {
 	m := &l[h.Sum32()%uint32(len(l))]
 	m.Lock()
 	return m.Unlock
+}
+
+// maxLabelValue is the longest label value Kubernetes accepts.
+const maxLabelValue = 63
+
+// OwnerLabelValue is the value of OwnerLabel on the Secrets of the ImagePullSecret name: the name
+// itself, or, for names longer than a label value may be (CR names go up to 246 characters), its
+// first 52 characters, a dash and 10 hex digits of its SHA-256.
+func OwnerLabelValue(name string) string {
+	if len(name) <= maxLabelValue {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:maxLabelValue-11] + "-" + hex.EncodeToString(sum[:])[:10]
+}
+
+// ownerName returns the name of the ImagePullSecret a distributed Secret belongs to, from its
+// controller reference (the label may be a hash), or "".
+func ownerName(o metav1.Object) string {
+	if o.GetLabels()[tcrv1.ManagedByLabel] != tcrv1.ManagedByValue || o.GetLabels()[tcrv1.OwnerLabel] == "" {
+		return ""
+	}
+	for _, ref := range o.GetOwnerReferences() {
+		if ref.Controller != nil && *ref.Controller && ref.Kind == "ImagePullSecret" && ref.APIVersion == tcrv1.GroupVersion.String() {
+			return ref.Name
+		}
+	}
+	return ""
 }
 
 func nsFacts(ns *metav1.PartialObjectMetadata) engine.Namespace {
@@ -201,7 +231,7 @@ func (r *Reconciler) cachedSecret(ctx context.Context, namespace, name string) (
 // owns reports whether s is the Secret distributed for ips (possibly by an earlier incarnation
 // of an ImagePullSecret of the same name, whose Secret is then re-owned).
 func owns(ips *tcrv1.ImagePullSecret, s *corev1.Secret) bool {
-	if s.Labels[tcrv1.ManagedByLabel] != tcrv1.ManagedByValue || s.Labels[tcrv1.OwnerLabel] != ips.Name {
+	if s.Labels[tcrv1.ManagedByLabel] != tcrv1.ManagedByValue || s.Labels[tcrv1.OwnerLabel] != OwnerLabelValue(ips.Name) {
 		return false
 	}
 	ref := metav1.GetControllerOf(s)
@@ -214,7 +244,7 @@ func (r *Reconciler) desiredSecret(t *target, namespace string) *corev1.Secret {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      t.ips.SecretName(),
 			Namespace: namespace,
-			Labels:    map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: t.ips.Name},
+			Labels:    map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: OwnerLabelValue(t.ips.Name)},
 		},
 		Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: t.data.dockerConfigJSON},
@@ -403,7 +433,7 @@ func (r *Reconciler) cleanNamespace(ctx context.Context, ips string, uid types.U
 	if err != nil {
 		return err
 	}
-	if s != nil && s.Labels[tcrv1.ManagedByLabel] == tcrv1.ManagedByValue && s.Labels[tcrv1.OwnerLabel] == ips {
+	if s != nil && s.Labels[tcrv1.ManagedByLabel] == tcrv1.ManagedByValue && s.Labels[tcrv1.OwnerLabel] == OwnerLabelValue(ips) {
 		if err := r.deleteSecret(ctx, s); err != nil {
 			return err
 		}
