@@ -124,7 +124,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 		errs = append(errs, exprErrs...)
 		if prg != nil {
 			r.nsExpr = prg
-			nsClauses = append(nsClauses, sameClause("("+spec.NamespaceExpression+")"))
+			nsClauses = append(nsClauses, userClause(spec.NamespaceExpression))
 		}
 	}
 
@@ -154,7 +154,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 		errs = append(errs, exprErrs...)
 		if prg != nil {
 			r.saExpr = prg
-			saClauses = append(saClauses, sameClause("("+spec.ServiceAccountExpression+")"))
+			saClauses = append(saClauses, userClause(spec.ServiceAccountExpression))
 		}
 	}
 
@@ -193,7 +193,15 @@ func parseExclusions(list string) []string {
 // clause is one part of a reference program: its source as shown to people and as compiled.
 type clause struct{ shown, compiled string }
 
-func sameClause(src string) clause { return clause{src, src} }
+// userClause wraps a user expression for a reference program. The newline before the closing
+// parenthesis keeps a trailing // comment in the expression from swallowing it.
+func userClause(expr string) clause {
+	src := "(" + expr + ")"
+	if strings.Contains(expr, "//") {
+		src = "(" + expr + "\n)"
+	}
+	return clause{src, src}
+}
 
 // compileReference compiles the conjunction of clauses into a reference program.
 func compileReference(env celEnv, clauses []clause) (*program, compileKind, string) {

@@ -219,6 +219,7 @@ func TestMatchNamespace(t *testing.T) {
 		"an optional label read falls back":                 {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.labels[?"env"].orValue("none") == "none"`}, ns: ns("x", nil), want: true},
 		"labels can be iterated":                            {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.labels.exists(k, k.startsWith("team"))`}, ns: ns("x", map[string]string{"team": "a"}), want: true},
 		"the name can be compared to a list":                {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.name in ["a", "x"]`}, ns: ns("x", nil), want: true},
+		"an expression may end with a comment":              {spec: tcrv1.ImagePullSecretSpec{Namespaces: "x", NamespaceExpression: "namespace.name == \"x\" // only x"}, ns: ns("x", nil), want: true},
 		"an expression may test for a key":                  {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `"env" in namespace.labels`}, ns: ns("x", nil), want: false},
 		"the Kubernetes CEL libraries are available":        {spec: tcrv1.ImagePullSecretSpec{NamespaceExpression: `namespace.name.matches("^team-[a-z]+$")`}, ns: ns("team-abc", nil), want: true},
 		"a list filters before the expression is evaluated": {spec: tcrv1.ImagePullSecretSpec{Namespaces: "dev", NamespaceExpression: `namespace.labels["env"] == "prod"`}, ns: ns("other", nil), want: false},
