@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,6 +163,19 @@ func requireFile(t *testing.T, path, want string) {
 	}, waitFor, tick)
 }
 
+// writeLocked rewrites the file as a cooperating writer does, under an exclusive flock, so the
+// agent never reads it half written.
+func writeLocked(t *testing.T, path, content string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX))
+	require.NoError(t, f.Truncate(0))
+	_, err = f.WriteAt([]byte(content), 0)
+	require.NoError(t, err)
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -222,16 +236,16 @@ func TestAgentFollowsTheConfigMap(t *testing.T) {
 	assert.Equal(t, original+block("fd00::2 v6.tencentcloudcr.com"), fileContent(t, hosts))
 
 	t.Log("Another writer removes the block; the resync repairs it")
-	require.NoError(t, os.WriteFile(hosts, []byte(original+"10.9.9.9 added-by-cloud-init\n"), 0o644))
+	writeLocked(t, hosts, original+"10.9.9.9 added-by-cloud-init\n")
 	requireFile(t, hosts, original+"10.9.9.9 added-by-cloud-init\n"+block("fd00::2 v6.tencentcloudcr.com"))
 
 	t.Log("A managed domain outside the block is reported")
-	require.NoError(t, os.WriteFile(hosts, []byte(original+"10.9.9.9 v6.tencentcloudcr.com\n"+block("fd00::2 v6.tencentcloudcr.com")), 0o644))
+	writeLocked(t, hosts, original+"10.9.9.9 v6.tencentcloudcr.com\n"+block("fd00::2 v6.tencentcloudcr.com"))
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		_, m := get(t, metrics+"/metrics")
 		assert.Contains(c, m, "tcr_assistant_hosts_updater_domains_outside_block 1\n")
 	}, waitFor, tick)
-	require.NoError(t, os.WriteFile(hosts, []byte(original+block("fd00::2 v6.tencentcloudcr.com")), 0o644))
+	writeLocked(t, hosts, original+block("fd00::2 v6.tencentcloudcr.com"))
 
 	t.Log("Delete the ConfigMap")
 	deleteConfigMap(t)
@@ -241,16 +255,19 @@ func TestAgentFollowsTheConfigMap(t *testing.T) {
 	setHosts(t, "- domain: demo.tencentcloudcr.com\n  ip: 10.0.0.5\n")
 	requireFile(t, hosts, original+block("10.0.0.5 demo.tencentcloudcr.com"))
 
-	_, m := get(t, metrics+"/metrics")
-	for _, want := range []string{
-		"tcr_assistant_hosts_updater_entries_applied 1\n",
-		"tcr_assistant_hosts_updater_invalid_entries 0\n",
-		"tcr_assistant_hosts_updater_write_errors_total 0\n",
-		"tcr_assistant_hosts_updater_parse_errors_total 1\n", // once per bad document, not per resync
-		"tcr_assistant_hosts_updater_last_apply_timestamp_seconds ",
-	} {
-		assert.Contains(t, m, want)
-	}
+	// The metrics follow the file's write.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, m := get(t, metrics+"/metrics")
+		for _, want := range []string{
+			"tcr_assistant_hosts_updater_entries_applied 1\n",
+			"tcr_assistant_hosts_updater_invalid_entries 0\n",
+			"tcr_assistant_hosts_updater_write_errors_total 0\n",
+			"tcr_assistant_hosts_updater_parse_errors_total 1\n", // once per bad document, not per resync
+			"tcr_assistant_hosts_updater_last_apply_timestamp_seconds ",
+		} {
+			assert.Contains(c, m, want)
+		}
+	}, waitFor, tick)
 }
 
 // TestAgentRoleIsLimitedToItsConfigMap checks that the Role of config/agent, which the agent
