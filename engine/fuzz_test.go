@@ -5,6 +5,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 )
 
@@ -87,6 +89,11 @@ func FuzzCompile(f *testing.F) {
 			}
 		} else if (errs.ToAggregate() == nil) != (errs2.ToAggregate() == nil) {
 			t.Fatalf("Compile is not deterministic: %v then %v", errs, errs2)
+		}
+		for _, e := range errs {
+			if e.Type == field.ErrorTypeInternal {
+				t.Fatalf("Compile failed internally: %v", e)
+			}
 		}
 		vErrs, _ := Validate(&spec)
 		if len(vErrs) < len(errs) {
