@@ -302,6 +302,7 @@ func TestSubcommands(t *testing.T) {
 	broken := filepath.Join(dir, "broken.yaml")
 	require.NoError(t, os.WriteFile(broken, []byte("domain: x\n"), 0o644))
 	const original = "127.0.0.1 localhost\r\n::1 localhost"
+	t.Setenv("KUBERNETES_SERVICE_HOST", "") // as outside a cluster, even when the tests run in a pod
 
 	tests := map[string]struct {
 		args    func(hosts string) []string
@@ -330,6 +331,24 @@ func TestSubcommands(t *testing.T) {
 			start:   original,
 			want:    original,
 			wantErr: "apply needs --from-file",
+		},
+		"the watch refuses a resync that is not positive before touching anything": {
+			args:    func(h string) []string { return []string{"--resync", "0s", "--hosts-file", h} },
+			start:   original,
+			want:    original,
+			wantErr: "--resync must be positive, got 0s",
+		},
+		"the watch outside a cluster needs a kubeconfig": {
+			args:    func(h string) []string { return []string{"--hosts-file", h} },
+			start:   original,
+			want:    original,
+			wantErr: "loading the in-cluster configuration (or pass --kubeconfig): unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined",
+		},
+		"an unknown flag is refused": {
+			args:    func(h string) []string { return []string{"cleanup", "--bogus", "--hosts-file", h} },
+			start:   original,
+			want:    original,
+			wantErr: "flag provided but not defined: -bogus",
 		},
 		"a stray argument is refused": {
 			args:    func(h string) []string { return []string{"cleanup", "--hosts-file", h, "extra"} },
