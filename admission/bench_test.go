@@ -44,7 +44,7 @@ func BenchmarkAdmissionLatency(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			if withWebhook {
-				opts := testOptions("bench")
+				opts := testOptions(b, "bench")
 				port := freePort(b)
 				installWebhookConfiguration(b, opts.WebhookConfigurationName, port)
 				p := startWebhook(b, port, opts)
@@ -76,7 +76,7 @@ func reportPercentiles(b *testing.B, latencies []time.Duration) {
 // benchmarkWebhookDirect sends the AdmissionReviews the API server would send straight to the
 // webhook server, over TLS with the provisioned CA, to isolate the webhook's own share.
 func benchmarkWebhookDirect(b *testing.B, requests, concurrency int) {
-	opts := testOptions("bench-direct")
+	opts := testOptions(b, "bench-direct")
 	port := freePort(b)
 	installWebhookConfiguration(b, opts.WebhookConfigurationName, port)
 	p := startWebhook(b, port, opts)

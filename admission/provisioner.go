@@ -120,7 +120,7 @@ func (p *Provisioner) Start(ctx context.Context) error {
 		}
 		next := p.opts.CheckPeriod
 		if err := p.Sync(ctx); err != nil && ctx.Err() == nil {
-			p.log.Error(err, "Failed to check the webhook certificate; retrying", "secret", p.secretKey(), "in", backoff)
+			p.log.Error(err, "Failed to check the webhook certificate; retrying", "secret", p.secretKey(), "retryIn", backoff)
 			next, backoff = min(backoff, next), min(backoff*2, p.opts.CheckPeriod)
 		} else {
 			backoff = time.Second
@@ -139,9 +139,11 @@ func (p *Provisioner) Start(ctx context.Context) error {
 // whenever the API server ends it. Watches are restricted by name, which is what lets RBAC
 // restrict list and watch to that one name.
 func (p *Provisioner) watch(ctx context.Context, trigger chan<- struct{}, list client.ObjectList, opts ...client.ListOption) {
+	delay := time.Second
 	for ctx.Err() == nil {
 		w, err := p.client.Watch(ctx, list, opts...)
 		if err == nil {
+			delay = time.Second
 			for ev := range w.ResultChan() {
 				if ev.Type == watch.Error {
 					break
@@ -152,12 +154,14 @@ func (p *Provisioner) watch(ctx context.Context, trigger chan<- struct{}, list c
 				}
 			}
 			w.Stop()
-		} else {
-			p.log.V(1).Info("Failed to watch; retrying", "kind", fmt.Sprintf("%T", list), "error", err.Error())
+		} else if ctx.Err() == nil {
+			// Polling every CheckPeriod still works; say why changes by others now wait for it.
+			p.log.Error(err, "Failed to watch; changes by others wait for the next check", "kind", fmt.Sprintf("%T", list), "retryIn", delay)
+			delay = min(delay*2, p.opts.CheckPeriod, time.Minute)
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Second):
+		case <-time.After(delay):
 		}
 	}
 }

@@ -52,7 +52,7 @@ func requireConsistent(t *testing.T, p *webhookProcess, opts admission.Options) 
 
 func TestBootstrapFromNothingGivesAWorkingWebhook(t *testing.T) {
 	ctx := context.Background()
-	opts := testOptions("bootstrap")
+	opts := testOptions(t, "bootstrap")
 	port := freePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
 	err := env.Client.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: opts.SecretName}, &corev1.Secret{})
@@ -100,7 +100,7 @@ data: {tls.crt: "", tls.key: ""}
 	for name, tc := range tests {
 		i++
 		t.Run(name, func(t *testing.T) {
-			opts := testOptions(fmt.Sprintf("empty-secret-%d", i))
+			opts := testOptions(t, fmt.Sprintf("empty-secret-%d", i))
 			port := freePort(t)
 			installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
 			ensureNamespace(t)
@@ -137,7 +137,7 @@ data: {tls.crt: "", tls.key: ""}
 }
 
 func TestReadinessWaitsForTheCABundle(t *testing.T) {
-	opts := testOptions("late-config")
+	opts := testOptions(t, "late-config")
 	port := freePort(t)
 	p := startWebhook(t, port, opts)
 
@@ -158,7 +158,7 @@ func TestReadinessWaitsForTheCABundle(t *testing.T) {
 }
 
 func TestASecondStartReusesTheSecret(t *testing.T) {
-	opts := testOptions("restart")
+	opts := testOptions(t, "restart")
 	port := freePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
 
@@ -179,7 +179,7 @@ func TestASecondStartReusesTheSecret(t *testing.T) {
 }
 
 func TestReplicasStartingTogetherShareOneCertificate(t *testing.T) {
-	opts := testOptions("replicas")
+	opts := testOptions(t, "replicas")
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, ports[0])
 
@@ -210,7 +210,7 @@ func TestReplicasStartingTogetherShareOneCertificate(t *testing.T) {
 // a client sends requests through the API server the whole time: not one may fail.
 func TestRotationKeepsRequestsSucceeding(t *testing.T) {
 	ctx := context.Background()
-	opts := testOptions("rotation")
+	opts := testOptions(t, "rotation")
 	opts.CALifetime = 30 * time.Second     // renewed at 20 s, dropped at 30 s
 	opts.CertLifetime = 12 * time.Second   // renewed at 8 s
 	opts.RotationOverlap = 2 * time.Second // the serving certificate moves to a new CA 2 s after it
@@ -279,7 +279,7 @@ func TestRotationKeepsRequestsSucceeding(t *testing.T) {
 // are repaired through the watches within seconds.
 func TestChangesByOthersAreRepairedAtOnce(t *testing.T) {
 	ctx := context.Background()
-	opts := testOptions("repair")
+	opts := testOptions(t, "repair")
 	opts.CheckPeriod = time.Hour
 	port := freePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
@@ -331,8 +331,12 @@ func TestTheGeneratedClusterRoleIsEnough(t *testing.T) {
 	userConfig, err := env.AddUser("webhook-test-manager")
 	require.NoError(t, err)
 
-	opts := testOptions("rbac")
+	opts := testOptions(t, "rbac")
 	opts.SecretName, opts.WebhookConfigurationName = admission.DefaultSecretName, admission.DefaultWebhookConfigurationName
+	t.Cleanup(func() {
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: opts.SecretName}}
+		require.NoError(t, client.IgnoreNotFound(env.Client.Delete(ctx, secret)))
+	})
 	opts.CheckPeriod = time.Hour // only the watches can see the change below
 	port := freePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
@@ -348,7 +352,4 @@ func TestTheGeneratedClusterRoleIsEnough(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return len(certSecret(t, opts.SecretName).Data[admission.KeyTLSCert]) > 0
 	}, 30*time.Second, 100*time.Millisecond, "the serving certificate was not reissued")
-	t.Cleanup(func() {
-		_ = env.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: opts.SecretName}})
-	})
 }

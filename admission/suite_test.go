@@ -60,8 +60,13 @@ func freePort(t testing.TB) int {
 }
 
 // testOptions names the test's own Secret and webhook configuration, and adds the IP SAN
-// 127.0.0.1 that a URL-based webhook configuration needs.
-func testOptions(name string) admission.Options {
+// 127.0.0.1 that a URL-based webhook configuration needs. The Secret is deleted when the test
+// ends, so that a rerun (-count) starts from nothing again.
+func testOptions(t testing.TB, name string) admission.Options {
+	t.Cleanup(func() {
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: name + "-cert"}}
+		require.NoError(t, client.IgnoreNotFound(env.Client.Delete(context.Background(), secret)))
+	})
 	return admission.Options{
 		Namespace:                testNamespace,
 		ExtraSANs:                []string{"127.0.0.1"},

@@ -228,7 +228,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // startSharedWebhook starts one replica with its webhook configuration for a test.
 func startSharedWebhook(t *testing.T, name string) {
 	t.Helper()
-	opts := testOptions(name)
+	opts := testOptions(t, name)
 	port := freePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
 	p := startWebhook(t, port, opts)
