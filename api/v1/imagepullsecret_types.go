@@ -77,8 +77,8 @@ type ImagePullSecretSpec struct {
 }
 
 // DockerCredential is one registry login, rendered as a kubernetes.io/dockerconfigjson Secret.
-// +kubebuilder:validation:XValidation:rule="!(has(self.password) && self.password != '' && has(self.passwordSecretRef))",message="set either docker.password or docker.passwordSecretRef, not both"
-// +kubebuilder:validation:XValidation:rule="has(self.passwordSecretRef) || (has(self.password) && self.password.trim() != '')",message="docker.password is required and must not be only whitespace (or set docker.passwordSecretRef)"
+// +kubebuilder:validation:XValidation:rule="!(has(self.password) && size(self.password) > 0 && has(self.passwordSecretRef))",message="set either docker.password or docker.passwordSecretRef, not both"
+// +kubebuilder:validation:XValidation:rule="has(self.passwordSecretRef) || (has(self.password) && size(self.password.trim()) > 0)",message="docker.password is required and must not be only whitespace (or set docker.passwordSecretRef)"
 type DockerCredential struct {
 	// Server is the registry host name, optionally with a port, e.g.
 	// "fanjiankong-bj.tencentcloudcr.com" or "registry.example.com:5000". No scheme and no path.
@@ -88,7 +88,7 @@ type DockerCredential struct {
 
 	// Username is the registry user name; make sure it has pull access to the repositories used.
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:XValidation:rule="self.trim() != ''",message="docker.username must not be empty"
+	// +kubebuilder:validation:XValidation:rule="size(self.trim()) > 0",message="docker.username must not be empty"
 	Username string `json:"username"`
 
 	// Password is the registry password or token for username. Changing it rotates every
