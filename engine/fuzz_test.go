@@ -38,7 +38,8 @@ func FuzzParseList(f *testing.F) {
 		if len(errs) > 0 {
 			t.Fatalf("Compile(namespaces=%q): %v", list, errs)
 		}
-		for _, n := range names {
+		// Checking every name would make the harness quadratic on inputs with thousands of names.
+		for _, n := range names[:min(len(names), 100)] {
 			got, err := r.MatchNamespace(Namespace{Name: n})
 			ref, refErr := r.MatchNamespaceCEL(Namespace{Name: n})
 			if err != nil || refErr != nil || !got || !ref {
