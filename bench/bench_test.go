@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
@@ -66,7 +67,7 @@ func TestTinyRun(t *testing.T) {
 	assert.Empty(t, res.Skipped)
 
 	for _, name := range []string{"convergence", "floor", "convergence.ratio", "writes.min", "writes.ratio",
-		"writes.idle", "rotation", "rotation.floor", "rotation.ratio", "newns.p50", "newns.p99",
+		"writes.idle", "manager.warmup", "rotation", "rotation.floor", "rotation.ratio", "newns.p50", "newns.p99",
 		"manager.rss.peak", "status.size", "hosts-updater.rss", "hosts.p50", "hosts.p99"} {
 		v, ok := res.Figure(name)
 		if assert.True(t, ok, "figure %s is reported", name) {
@@ -121,6 +122,15 @@ func checkState(ctx context.Context, c client.Client, n, newNS int) error {
 			}
 		}
 		return nil
+	}
+	// The warm-up ImagePullSecret is gone, and the manager cleaned up after it.
+	var warm tcrv1.ImagePullSecret
+	if err := c.Get(ctx, client.ObjectKey{Name: WarmUpCRName}, &warm); !apierrors.IsNotFound(err) {
+		return fmt.Errorf("ImagePullSecret %s still readable (error %v)", WarmUpCRName, err)
+	}
+	var warmSecret corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: OwnNamespace, Name: tcrv1.SecretNamePrefix + WarmUpCRName}, &warmSecret); !apierrors.IsNotFound(err) {
+		return fmt.Errorf("secret %s/%s%s still readable (error %v)", OwnNamespace, tcrv1.SecretNamePrefix, WarmUpCRName, err)
 	}
 	for _, ns := range names("bench", n) {
 		if err := check(ns, ServiceAccountNames); err != nil {

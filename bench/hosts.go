@@ -92,7 +92,7 @@ func (r *runner) hostsPhase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := startProcess(ctx, "hosts-updater", r.cfg.HostsUpdaterBin, res.LogDir, healthAddr,
+	p, err := startProcess(ctx, "hosts-updater", r.cfg.HostsUpdaterBin, res.LogDir, healthAddr, nil,
 		"--kubeconfig", r.cp.AdminKubeconfig, "--namespace", OwnNamespace, "--hosts-file", hostsFile,
 		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", healthAddr)
 	if err != nil {

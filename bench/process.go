@@ -31,15 +31,16 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// startProcess starts bin with args, its output going to a log file in dir, and waits until
-// health answers /readyz with 200.
-func startProcess(ctx context.Context, name, bin, dir, health string, args ...string) (*process, error) {
+// startProcess starts bin with args and env added to the benchmark's environment, its output
+// going to a log file in dir, and waits until health answers /readyz with 200.
+func startProcess(ctx context.Context, name, bin, dir, health string, env []string, args ...string) (*process, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

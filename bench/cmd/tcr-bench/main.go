@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,8 +39,11 @@ func run() error {
 	flag.StringVar(&cfg.ManagerBin, "manager", filepath.Join(root, "bin", "manager"), "manager binary")
 	hosts := flag.String("hosts-updater", filepath.Join(root, "bin", "hosts-updater"), "hosts-updater binary")
 	engine := flag.Bool("engine", true, "run the engine's go test benchmarks")
+	var env stringList
+	flag.Var(&env, "manager-env", "KEY=VALUE added to the manager's environment, e.g. GOMEMLIMIT=120MiB (repeatable)")
 	flag.StringVar(&cfg.LogDir, "log-dir", "", "directory for the child processes' logs (default: a new temporary directory)")
 	flag.Parse()
+	cfg.ManagerEnv = env
 
 	switch *scale {
 	case "", "default":
@@ -84,3 +88,9 @@ func run() error {
 	res.Print(os.Stdout)
 	return nil
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
