@@ -31,13 +31,16 @@ const (
 	MaxExpressionLength = 4096
 
 	// MaxEstimatedCost is the highest worst-case cost, as estimated by the CEL checker with the
-	// size hints below, of an expression that Compile accepts. It is ten times below
-	// RuntimeCostLimit so an admitted expression never hits the runtime limit on real objects.
-	MaxEstimatedCost = 10_000
+	// size hints below, of an expression that Compile accepts. It admits one pass over the
+	// labels or annotations, or one search in an annotation value of the largest possible size
+	// (256 KiB, estimated at about 26,000), and refuses nested iterations and searches in every
+	// annotation value. It is ten times below RuntimeCostLimit so that an admitted expression
+	// does not hit the runtime limit on real objects.
+	MaxEstimatedCost = 50_000
 
 	// RuntimeCostLimit bounds the cost of one evaluation of any program, whatever the input; an
 	// evaluation that exceeds it fails with an error instead of burning CPU.
-	RuntimeCostLimit = 100_000
+	RuntimeCostLimit = 500_000
 
 	// maxMapEntriesHint is the size hint for labels and annotations maps used in cost estimation.
 	// Kubernetes does not bound the number of labels, but 64 is far above what objects carry in
