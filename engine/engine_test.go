@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
@@ -647,5 +648,63 @@ func TestLongLists(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, gotSA, name)
 		assert.Equal(t, want, refSA, name)
+	}
+}
+
+// TestSelectorsAndExclusionsProperty checks, on random selectors, exclusions and labels, that
+// the compiled plan (labels.Selector, name sets) and the reference CEL program agree, and that
+// both agree with the Kubernetes reading of the selector.
+func TestSelectorsAndExclusionsProperty(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	keys := []string{"env", "team", "tcr.tencentcloudcr.com/pull"}
+	values := []string{"", "a", "b", "prod"}
+	ops := []metav1.LabelSelectorOperator{metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn, metav1.LabelSelectorOpExists, metav1.LabelSelectorOpDoesNotExist}
+	randomLabels := func() map[string]string {
+		m := map[string]string{}
+		for _, k := range keys {
+			if rng.IntN(2) == 0 {
+				m[k] = values[rng.IntN(len(values))]
+			}
+		}
+		return m
+	}
+	for range 300 {
+		sel := &metav1.LabelSelector{MatchLabels: map[string]string{}}
+		for range rng.IntN(2) {
+			sel.MatchLabels[keys[rng.IntN(len(keys))]] = values[rng.IntN(len(values))]
+		}
+		for range rng.IntN(3) {
+			req := metav1.LabelSelectorRequirement{Key: keys[rng.IntN(len(keys))], Operator: ops[rng.IntN(len(ops))]}
+			if req.Operator == metav1.LabelSelectorOpIn || req.Operator == metav1.LabelSelectorOpNotIn {
+				req.Values = []string{values[rng.IntN(len(values))], values[rng.IntN(len(values))]}
+			}
+			sel.MatchExpressions = append(sel.MatchExpressions, req)
+		}
+		spec := tcrv1.ImagePullSecretSpec{NamespaceSelector: sel, ServiceAccountSelector: sel, ExcludeNamespaces: []string{"", "b", "a, b"}[rng.IntN(3)]}
+		r, errs := Compile(&spec)
+		require.Empty(t, errs, "%v", sel)
+		kubeSel, err := metav1.LabelSelectorAsSelector(sel)
+		require.NoError(t, err)
+		for range 10 {
+			n := Namespace{Name: []string{"a", "b", "c"}[rng.IntN(3)], Labels: randomLabels()}
+			sa := ServiceAccount{Name: "x", Labels: randomLabels()}
+			excluded := slicesContain(parseExclusions(spec.ExcludeNamespaces), n.Name)
+			wantNs := !excluded && kubeSel.Matches(labels.Set(n.Labels))
+			wantSa := wantNs && kubeSel.Matches(labels.Set(sa.Labels))
+
+			got, err := r.MatchNamespace(n)
+			require.NoError(t, err)
+			ref, err := r.MatchNamespaceCEL(n)
+			require.NoError(t, err)
+			require.Equal(t, wantNs, got, "plan: %v on %v", sel, n)
+			require.Equal(t, wantNs, ref, "CEL %s on %v", r.NamespaceCEL(), n)
+
+			got, err = r.MatchServiceAccount(n, sa)
+			require.NoError(t, err)
+			ref, err = r.MatchServiceAccountCEL(n, sa)
+			require.NoError(t, err)
+			require.Equal(t, wantSa, got, "plan: %v on %v, %v", sel, n, sa)
+			require.Equal(t, wantSa, ref, "CEL %s on %v, %v", r.ServiceAccountCEL(), n, sa)
+		}
 	}
 }
