@@ -297,3 +297,15 @@ func canI(t *testing.T, user, verb, resource, namespace string) bool {
 func serviceAccountUser(sa string) string {
 	return "system:serviceaccount:" + ownNamespace + ":" + sa
 }
+
+// forbiddenLines returns the lines of a process's output that report a request the API server
+// refused for lack of permission: RBAC that is not sufficient.
+func forbiddenLines(output string) []string {
+	var out []string
+	for _, line := range strings.Split(output, "\n") {
+		if strings.Contains(strings.ToLower(line), "forbidden") {
+			out = append(out, line)
+		}
+	}
+	return out
+}

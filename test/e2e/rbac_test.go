@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -119,17 +120,21 @@ func removeWebhook(t *testing.T) {
 	})
 }
 
-// managerArgs are the flags of an out-of-cluster manager authenticated by kubeconfig, with its
-// metrics and probes on free ports; it returns the probe port too.
+// managerArgs are the arguments of the bundle's manager Deployment, so that every flag it
+// passes is proven to exist, followed by what an out-of-cluster run changes: the kubeconfig, and
+// metrics and probes on free ports (the last value of a flag wins). It returns the probe port too.
 func managerArgs(t *testing.T, kubeconfig string) (args []string, probePort int) {
+	t.Helper()
+	deploy := typed[appsv1.Deployment](t, findObject(t, readBundle(t), "Deployment", "tcr-assistant-controller-manager"))
+	args = append(args, deploy.Spec.Template.Spec.Containers[0].Args...)
+	require.Contains(t, args, "--namespace="+ownNamespace)
+	require.Contains(t, args, "--leader-elect")
 	probePort = freePort(t)
-	return []string{
-		"--kubeconfig=" + kubeconfig,
-		"--namespace=" + ownNamespace,
-		"--leader-elect",
-		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(freePort(t)),
-		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
-	}, probePort
+	return append(args,
+		"--kubeconfig="+kubeconfig,
+		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(freePort(t)),
+		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(probePort),
+	), probePort
 }
 
 // secretName is the name of the Secret an ImagePullSecret distributes.
@@ -266,7 +271,7 @@ func TestManagerDistributesRotatesAndCleansUpAsItsServiceAccount(t *testing.T) {
 	// Under this identity nothing was forbidden, and no credential reached the logs.
 	manager.stop()
 	logs := manager.output.String()
-	assert.NotContains(t, strings.ToLower(logs), "forbidden", "the manager's RBAC is not sufficient")
+	assert.Empty(t, forbiddenLines(logs), "the manager's RBAC is not sufficient")
 	assert.NotContains(t, logs, password)
 	assert.NotContains(t, logs, rotated)
 }
@@ -319,5 +324,5 @@ func TestAgentWritesTheHostsFileAsItsServiceAccount(t *testing.T) {
 	assert.True(t, strings.HasPrefix(string(data), "127.0.0.1 localhost\n"), "the agent changed a line it does not own:\n%s", data)
 
 	agent.stop()
-	assert.NotContains(t, strings.ToLower(agent.output.String()), "forbidden", "the agent's RBAC is not sufficient")
+	assert.Empty(t, forbiddenLines(agent.output.String()), "the agent's RBAC is not sufficient")
 }
