@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -586,4 +587,76 @@ func TestLongNamesAreDistributedAndCleanedUp(t *testing.T) {
 	_, err := getSecret("long", tcrv1.SecretNamePrefix+name)
 	assert.True(t, apierrors.IsNotFound(err))
 	assert.Equal(t, []string{}, pullSecrets(t, "long", "default"))
+}
+
+// TestWriteFailuresAreReported makes Secret creation fail in one namespace (a
+// ValidatingAdmissionPolicy refusing it) and expects a WriteFailed failure in the status and an
+// Event, while the other namespace is served.
+func TestWriteFailuresAreReported(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "deny-a", map[string]string{"deny": "secrets"}, "default")
+	createNamespace(t, "deny-b", nil, "default")
+	fail := admissionregistrationv1.Fail
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-tcr-secrets"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"secrets"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: "!object.metadata.name.startsWith('tcr.ips')", Message: "test policy refuses tcr.ips Secrets here",
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-tcr-secrets"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources: &admissionregistrationv1.MatchResources{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"deny": "secrets"}},
+			},
+		},
+	}
+	require.NoError(t, env.Client.Create(ctx, policy))
+	require.NoError(t, env.Client.Create(ctx, binding))
+	t.Cleanup(func() {
+		_ = env.Client.Delete(ctx, binding)
+		_ = env.Client.Delete(ctx, policy)
+	})
+	// The policy takes effect asynchronously: wait until it refuses a probe.
+	require.Eventually(t, func() bool {
+		probe := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "deny-a", Name: "tcr.ipsprobe"}}
+		if err := env.Client.Create(ctx, probe); err != nil {
+			return true
+		}
+		_ = env.Client.Delete(ctx, probe)
+		return false
+	}, timeout, tick)
+
+	createIPS(t, newIPS("deny", "deny-a,deny-b", "*"))
+	eventuallyStatus(t, "deny", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.Equal(c, [4]int32{2, 1, 2, 1}, [4]int32{st.SecretsDesired, st.SecretsSuccess, st.SAsDesired, st.SAsSuccess})
+		if assert.Len(c, st.Failures, 1) {
+			assert.Equal(c, "Secret", st.Failures[0].Kind)
+			assert.Equal(c, "deny-a/tcr.ipsdeny", st.Failures[0].NamespacedName)
+			assert.Equal(c, "WriteFailed", st.Failures[0].Reason)
+			assert.True(c, strings.HasPrefix(st.Failures[0].Message, "creating Secret deny-a/tcr.ipsdeny: "), st.Failures[0].Message)
+			assert.Contains(c, st.Failures[0].Message, "test policy refuses tcr.ips Secrets here")
+		}
+		assert.Equal(c, metav1.ConditionFalse, readyStatus(st))
+	})
+	assert.Equal(t, []string{}, pullSecrets(t, "deny-a", "default"), "no reference to a Secret that could not be created")
+	assert.Equal(t, []string{"tcr.ipsdeny"}, pullSecrets(t, "deny-b", "default"))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ev := eventsFor(c, "deny", "WriteFailed")
+		if assert.Len(c, ev, 1) {
+			assert.True(c, strings.HasPrefix(ev[0].Note, "Writing Secret deny-a/tcr.ipsdeny failed: creating Secret deny-a/tcr.ipsdeny: "), ev[0].Note)
+		}
+	}, timeout, tick)
 }

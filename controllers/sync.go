@@ -132,12 +132,15 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 	}
 
 	res.secretDesired = true
+	var errs []error
 	secret, failure, err := r.ensureSecret(ctx, t, ns.Name)
 	switch {
 	case err != nil:
+		errs = append(errs, err) // retried with backoff
 		res.failures = append(res.failures, tcrv1.TargetFailure{
 			Kind: kindSecret, NamespacedName: ns.Name + "/" + secretName, Reason: ReasonWriteFailed, Message: err.Error(),
 		})
+		r.writeFailed(t, targetKey{uid: t.ips.UID, kind: kindSecret, namespace: ns.Name, name: secretName}, err)
 	case failure != nil:
 		res.failures = append(res.failures, *failure)
 		res.foreign = failure.Reason == ReasonSecretNotOwned
@@ -150,7 +153,6 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 	if err != nil {
 		return res, err
 	}
-	var errs []error
 	for _, sa := range sas {
 		want, err := t.rule.MatchServiceAccount(nsFacts(ns), saFacts(sa))
 		if err != nil {
@@ -165,9 +167,11 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 			res.sas = append(res.sas, saResult{name: sa.Name, ok: false})
 			continue
 		}
+		key := targetKey{uid: t.ips.UID, kind: kindServiceAccount, namespace: sa.Namespace, name: sa.Name}
 		changed, err := r.patchServiceAccount(ctx, sa, secretName, want)
 		if err != nil {
 			errs = append(errs, err)
+			r.writeFailed(t, key, err)
 			if want {
 				res.sas = append(res.sas, saResult{name: sa.Name})
 				res.failures = append(res.failures, tcrv1.TargetFailure{
@@ -176,7 +180,7 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 			}
 			continue
 		}
-		key := targetKey{uid: t.ips.UID, kind: kindServiceAccount, namespace: sa.Namespace, name: sa.Name}
+		r.memory.resolved(key)
 		if want {
 			res.sas = append(res.sas, saResult{name: sa.Name, ok: true})
 			if changed {
@@ -376,6 +380,14 @@ func (r *Reconciler) foreignSecret(ctx context.Context, t *target, key targetKey
 		ctrl.LoggerFrom(ctx).Info("Skipped foreign Secret", "secret", nn)
 	}
 	return f
+}
+
+// writeFailed reports a failed write of a target with one Event per occurrence.
+func (r *Reconciler) writeFailed(t *target, key targetKey, err error) {
+	if r.memory.report(key, ReasonWriteFailed) {
+		r.recorder.Eventf(t.ips, nil, corev1.EventTypeWarning, ReasonWriteFailed, "Distribute",
+			"Writing %s %s/%s failed: %v", key.kind, key.namespace, key.name, err)
+	}
 }
 
 // patchServiceAccount adds (want) or removes (!want) the reference to secretName in the

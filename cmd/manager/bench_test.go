@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -148,9 +149,26 @@ func BenchmarkConverge1000x3(b *testing.B) {
 		b.ReportMetric(minimum, "writes-minimum")
 		b.ReportMetric(float64(newNamespace.Milliseconds()), "ms-new-namespace")
 		b.ReportMetric(idleTotal, "idle-minute-writes")
+		b.ReportMetric(rssMiB(b, p.cmd.Process.Pid), "MiB-rss")
 		b.Logf("converged in %s: %d/%d Secrets, %d/%d ServiceAccounts; writes %0.f (minimum %0.f):%s",
 			converged, st.SecretsSuccess, st.SecretsDesired, st.SAsSuccess, st.SAsDesired, total, minimum, format(writes))
 		b.Logf("a new namespace with one ServiceAccount was served in %s", newNamespace)
 		b.Logf("writes during one idle minute: %0.f%s", idleTotal, format(idle))
 	}
+}
+
+// rssMiB reads the resident set size of a process from /proc.
+func rssMiB(t testing.TB, pid int) float64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			require.NoError(t, err)
+			return kb / 1024
+		}
+	}
+	t.Fatal("VmRSS not found")
+	return 0
 }
