@@ -708,3 +708,32 @@ func TestSelectorsAndExclusionsProperty(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentMatch shares one rule between goroutines, as the controller's workers do; run
+// with -race it checks that matching never writes shared state.
+func TestConcurrentMatch(t *testing.T) {
+	r, errs := Compile(&tcrv1.ImagePullSecretSpec{
+		Namespaces: "a, b, c", NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "x"}},
+		NamespaceExpression: `namespace.name != "c"`, ServiceAccountExpression: `serviceAccount.name.startsWith("s")`,
+	})
+	require.Empty(t, errs)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			for j := range 200 {
+				n := ns([]string{"a", "b", "c", "d"}[(i+j)%4], map[string]string{"team": "x"})
+				want := n.Name == "a" || n.Name == "b"
+				got, err := r.MatchNamespace(n)
+				assert.NoError(t, err)
+				assert.Equal(t, want, got)
+				got, err = r.MatchServiceAccount(n, ServiceAccount{Name: "sa"})
+				assert.NoError(t, err)
+				assert.Equal(t, want, got)
+				ref, err := r.MatchNamespaceCEL(n)
+				assert.NoError(t, err)
+				assert.Equal(t, want, ref)
+			}
+		})
+	}
+	wg.Wait()
+}
