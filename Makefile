@@ -104,14 +104,14 @@ printf 'resources:\n- %s\nimages:\n- name: tcr-assistant\n  newName: %s\n  newTa
 endef
 
 .PHONY: build-installer
-build-installer: manifests ## Render the whole add-on into dist/install.yaml, with image $(IMG).
+build-installer: manifests $(KUBECTL) ## Render the whole add-on into dist/install.yaml, with image $(IMG).
 	@mkdir -p $(dir $(INSTALLER))
 	@( $(call render-installer,$(INSTALLER).tmp) ) || { rm -f $(INSTALLER).tmp; exit 1; }
 	@mv $(INSTALLER).tmp $(INSTALLER)
 	@echo "Rendered $(INSTALLER) with image $(IMG)"
 
 .PHONY: verify-installer
-verify-installer: ## Fail when dist/install.yaml is not what config/ renders.
+verify-installer: $(KUBECTL) ## Fail when dist/install.yaml is not what config/ renders.
 	@tmp=$$(mktemp); trap 'rm -f "$$tmp"' EXIT; \
 	( $(call render-installer,$$tmp) ); \
 	if ! diff -u $(INSTALLER) "$$tmp"; then \
