@@ -60,8 +60,10 @@ type ImagePullSecretSpec struct {
 
 	// NamespaceExpression, when set, is a CEL expression that must evaluate to true for a
 	// namespace to be a target. It sees `namespace` with fields `name`, `labels` and
-	// `annotations`, e.g. `namespace.name.startsWith("team-") && namespace.labels["env"] != "dev"`.
+	// `annotations`, e.g. `namespace.name.startsWith("team-") &&
+	// namespace.labels[?"env"].orValue("") != "dev"`.
 	// +optional
+	// +kubebuilder:validation:MaxLength=4096
 	NamespaceExpression string `json:"namespaceExpression,omitempty"`
 
 	// ServiceAccountSelector, when set, additionally requires target ServiceAccounts to carry
@@ -73,6 +75,7 @@ type ImagePullSecretSpec struct {
 	// ServiceAccount to be a target. It sees `namespace` (as in namespaceExpression) and
 	// `serviceAccount` with fields `name`, `namespace`, `labels` and `annotations`.
 	// +optional
+	// +kubebuilder:validation:MaxLength=4096
 	ServiceAccountExpression string `json:"serviceAccountExpression,omitempty"`
 }
 
