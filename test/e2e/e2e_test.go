@@ -35,16 +35,16 @@ import (
 )
 
 const (
-	ownNamespace   = "tcr-assistant-system"
-	managerSA      = "tcr-assistant-controller-manager"
-	agentSA        = "hosts-updater"
-	webhookConfig  = "tcr-assistant-validating-webhook-configuration"
-	webhookPath    = "/validate-tcr-tencentcloudcr-com-v1-imagepullsecret"
-	certSecret     = "tcr-assistant-webhook-server-cert"
-	installer      = "dist/install.yaml"
-	waitTimeout    = 60 * time.Second
-	waitInterval   = 250 * time.Millisecond
-	stopGracePerid = 30 * time.Second
+	ownNamespace    = "tcr-assistant-system"
+	managerSA       = "tcr-assistant-controller-manager"
+	agentSA         = "hosts-updater"
+	webhookConfig   = "tcr-assistant-validating-webhook-configuration"
+	webhookPath     = "/validate-tcr-tencentcloudcr-com-v1-imagepullsecret"
+	certSecret      = "tcr-assistant-webhook-server-cert"
+	installer       = "dist/install.yaml"
+	waitTimeout     = 60 * time.Second
+	waitInterval    = 250 * time.Millisecond
+	stopGracePeriod = 30 * time.Second
 )
 
 var (
@@ -243,7 +243,7 @@ func (p *process) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(stopGracePerid):
+	case <-time.After(stopGracePeriod):
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}

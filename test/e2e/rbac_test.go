@@ -63,6 +63,8 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 		"it may not delete its webhook configuration":      {"delete", "validatingwebhookconfigurations/" + webhookConfig, "", false},
 		"it may not touch mutating webhook configurations": {"patch", "mutatingwebhookconfigurations", "", false},
 		"it may not update other Secrets by name":          {"update", "secrets/other-secret", ownNamespace, false},
+		"it may not update ServiceAccounts, only patch":    {"update", "serviceaccounts", "default", false},
+		"it may not update Secrets, only patch":            {"update", "secrets", "default", false},
 		"it may not create ServiceAccounts":                {"create", "serviceaccounts", "default", false},
 		"it may not delete ServiceAccounts":                {"delete", "serviceaccounts", "default", false},
 		"it may not mint ServiceAccount tokens":            {"create", "serviceaccounts/token", "default", false},
