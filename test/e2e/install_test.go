@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -210,4 +211,40 @@ func containerPort(t *testing.T, c corev1.Container, nameOrNumber string) int32 
 	}
 	require.Failf(t, "no such container port", "container %s has no port %q", c.Name, nameOrNumber)
 	return 0
+}
+
+func TestServerSideApplyOfTheBundleIsIdempotent(t *testing.T) {
+	// GitOps tools apply with server-side apply: on a fresh cluster, as they would, and again after
+	// the manager filled in what it owns.
+	ownControlPlane(t)
+	objs := readBundle(t)
+	apply := func() string {
+		out, _, err := env.Kubectl("", "apply", "--server-side", "--field-manager=e2e-gitops", "-f", filepath.Join(env.Root, installer))
+		require.NoError(t, err)
+		return out
+	}
+	apply()
+
+	// What the manager writes, as it writes it (updates under its field manager): the
+	// certificate Secret's data and the webhook's caBundle. A later apply must neither conflict
+	// with them nor reset them.
+	ctx := context.Background()
+	secret := &corev1.Secret{}
+	require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: ownNamespace, Name: certSecret}, secret))
+	secret.Data = map[string][]byte{corev1.TLSCertKey: []byte("cert"), corev1.TLSPrivateKeyKey: []byte("key")}
+	require.NoError(t, env.Client.Update(ctx, secret, client.FieldOwner("tcr-assistant")))
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Name: webhookConfig}, vwc))
+	vwc.Webhooks[0].ClientConfig.CABundle = []byte("ca")
+	require.NoError(t, env.Client.Update(ctx, vwc, client.FieldOwner("tcr-assistant")))
+
+	before := liveResourceVersions(t, objs)
+	out := apply()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, len(objs), "kubectl apply output:\n%s", out)
+	require.Equal(t, before, liveResourceVersions(t, objs), "the second server-side apply changed objects")
+	require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(secret), secret))
+	assert.Equal(t, []byte("cert"), secret.Data[corev1.TLSCertKey])
+	require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(vwc), vwc))
+	assert.Equal(t, []byte("ca"), vwc.Webhooks[0].ClientConfig.CABundle)
 }
