@@ -66,7 +66,7 @@ func TestUninstallInTheREADMEsOrderLeavesNothingBehind(t *testing.T) {
 	}, waitTimeout, waitInterval, "the ServiceAccount never referenced the Secret")
 
 	// Step 1: delete the rules while the manager runs.
-	_, _, err := env.Kubectl("", "delete", "imagepullsecrets", "--all", "--wait=true", "--timeout=60s")
+	_, _, err := env.Kubectl("", "delete", "imagepullsecrets", "--all", "--wait=true", "--timeout=50s")
 	require.NoError(t, err)
 	manager.stop()
 
