@@ -48,6 +48,8 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 		"it updates its own certificate Secret":         {"update", "secrets/" + certSecret, ownNamespace, true},
 		"it creates its leader election Lease":          {"create", "leases.coordination.k8s.io", ownNamespace, true},
 		"it renews its leader election Lease":           {"update", "leases.coordination.k8s.io/tcr-assistant-leader", ownNamespace, true},
+		"it may not renew someone else's Lease":         {"update", "leases.coordination.k8s.io/other-leader", ownNamespace, false},
+		"it may not hold Leases outside its namespace":  {"create", "leases.coordination.k8s.io", "kube-system", false},
 		// What it must not do.
 		"it may not delete namespaces":                     {"delete", "namespaces", "", false},
 		"it may not create namespaces":                     {"create", "namespaces", "", false},
