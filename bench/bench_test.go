@@ -68,7 +68,7 @@ func TestTinyRun(t *testing.T) {
 
 	for _, name := range []string{"convergence", "floor", "convergence.ratio", "writes.min", "writes.ratio",
 		"writes.idle", "manager.warmup", "rotation", "rotation.floor", "rotation.ratio", "newns.p50", "newns.p99",
-		"manager.rss.peak", "status.size", "hosts-updater.rss", "hosts.p50", "hosts.p99"} {
+		"manager.rss.peak", "manager.cpu.convergence", "manager.cpu.rotation", "status.size", "hosts-updater.rss", "hosts.p50", "hosts.p99"} {
 		v, ok := res.Figure(name)
 		if assert.True(t, ok, "figure %s is reported", name) {
 			assert.GreaterOrEqual(t, v, 0.0, "figure %s", name)

@@ -269,3 +269,39 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	}
 	return s[rank-1]
 }
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat; 100 on every Linux
+// architecture Go supports.
+const clockTicks = 100
+
+// parseProcStat returns the user plus system CPU time in a /proc/<pid>/stat line.
+func parseProcStat(stat string) (time.Duration, error) {
+	// The command name (field 2) may hold spaces and parentheses: count from its closing one.
+	end := strings.LastIndexByte(stat, ')')
+	if end < 0 {
+		return 0, fmt.Errorf("malformed process stat %q", stat)
+	}
+	f := strings.Fields(stat[end+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("malformed process stat %q", stat)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed CPU time in process stat: %w", err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// processCPU returns the CPU time a process has used so far.
+func processCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStat(string(data))
+}

@@ -307,3 +307,35 @@ rest_client_requests_total{code="200",host="h",method="GET"} 3
 		})
 	}
 }
+
+func TestParseProcStat(t *testing.T) {
+	tests := map[string]struct {
+		stat      string
+		want      time.Duration
+		wantError string
+	}{
+		"utime and stime are summed in ticks of 10 ms": {
+			stat: "4242 (manager) S 1 4242 4242 0 -1 4194560 9000 0 0 0 250 130 0 0 20 0 12 0 100 0 0",
+			want: 3800 * time.Millisecond,
+		},
+		"a command name with spaces and parentheses is skipped whole": {
+			stat: "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 5 0 0",
+			want: 30 * time.Millisecond,
+		},
+		"a truncated line is an error": {
+			stat:      "7 (x) R 1 7",
+			wantError: `malformed process stat "7 (x) R 1 7"`,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := parseProcStat(tc.stat)
+			if tc.wantError != "" {
+				require.EqualError(t, err, tc.wantError)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
