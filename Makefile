@@ -71,7 +71,8 @@ run: controlplane ## Run the controller (against the configured cluster, else an
 	  exec $(BIN)/manager --enable-webhook=false $(RUN_ARGS); \
 	else \
 	  echo "No KUBECONFIG and no ~/.kube/config: starting a local control plane (Ctrl-C stops everything)"; \
-	  exec $(BIN)/manager --local-control-plane --enable-webhook=false --zap-devel --zap-log-level=info $(RUN_ARGS); \
+	  $(GO) build -o $(BIN)/run-local ./hack/run; \
+	  exec $(BIN)/run-local --manager $(BIN)/manager -- $(RUN_ARGS); \
 	fi
 # --- end run ---------------------------------------------------------------------------------
 

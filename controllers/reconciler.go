@@ -79,6 +79,10 @@ type Reconciler struct {
 
 	mu    sync.Mutex
 	names map[string]types.UID // ImagePullSecret name -> UID, to forget a deleted one
+	// written remembers, per ImagePullSecret, the last status this controller wrote and the
+	// resourceVersion it wrote it over, so that a pass reading a cache that has not yet seen that
+	// write does not write the same status again (it would only meet a conflict).
+	written map[types.UID]writtenStatus
 }
 
 // +kubebuilder:rbac:groups=tcr.tencentcloudcr.com,resources=imagepullsecrets,verbs=get;list;watch;update;patch
@@ -110,6 +114,7 @@ func New(opts Options) *Reconciler {
 		tracker: newTracker(),
 		memory:  newMemory(),
 		names:   map[string]types.UID{},
+		written: map[types.UID]writtenStatus{},
 	}
 }
 
@@ -320,18 +325,36 @@ func parallel(workers, n int, fn func(int)) {
 	wg.Wait()
 }
 
-// writeStatus writes st as the status of ips, unless it is what the API server already holds.
+// writtenStatus is a status this controller wrote over the object at resourceVersion over.
+type writtenStatus struct {
+	over   string
+	status *tcrv1.ImagePullSecretStatus
+}
+
+// writeStatus writes st as the status of ips, unless it is what the API server already holds:
+// either what ips says, or, while the cache still shows the version our last write replaced,
+// what we wrote then.
 func (r *Reconciler) writeStatus(ctx context.Context, ips *tcrv1.ImagePullSecret, st *tcrv1.ImagePullSecretStatus) error {
 	if statusEqual(&ips.Status, st) {
 		return nil
 	}
+	r.mu.Lock()
+	last, ok := r.written[ips.UID]
+	r.mu.Unlock()
+	if ok && last.over == ips.ResourceVersion && statusEqual(last.status, st) {
+		return nil
+	}
 	// An update, not a merge patch: the status is entirely ours, the counters must be sent even
 	// when zero, and lists that became empty must be cleared. resourceVersion guards it.
+	over := ips.ResourceVersion
 	ips = ips.DeepCopy()
 	ips.Status = *st
 	if err := r.client.Status().Update(ctx, ips); err != nil {
 		return fmt.Errorf("writing the status of ImagePullSecret %s: %w", ips.Name, err)
 	}
+	r.mu.Lock()
+	r.written[ips.UID] = writtenStatus{over: over, status: st}
+	r.mu.Unlock()
 	ctrl.LoggerFrom(ctx).V(1).Info("Updated status of ImagePullSecret", "imagePullSecret", ips.Name,
 		"secretsDesired", st.SecretsDesired, "secretsSuccess", st.SecretsSuccess,
 		"sAsDesired", st.SAsDesired, "sAsSuccess", st.SAsSuccess)
@@ -390,6 +413,7 @@ func (r *Reconciler) forget(name string) {
 	r.mu.Lock()
 	uid, ok := r.names[name]
 	delete(r.names, name)
+	delete(r.written, uid)
 	r.mu.Unlock()
 	if ok {
 		r.rules.Forget(uid)

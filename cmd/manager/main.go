@@ -1,6 +1,6 @@
-// Command manager runs the tcr-assistant controller (and, unless disabled, its validating
-// webhook) against the configured cluster, or, with --local-control-plane, against an embedded
-// etcd and kube-apiserver for trying it out ('make run').
+// Command manager runs the tcr-assistant controller and, unless disabled, its validating webhook
+// against the configured cluster ('make run' without a cluster runs it against a local control
+// plane started by hack/run).
 package main
 
 import (
@@ -8,13 +8,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -24,8 +25,6 @@ import (
 	"github.com/tcr-assistant/tcr-assistant/admission"
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 	"github.com/tcr-assistant/tcr-assistant/controllers"
-	"github.com/tcr-assistant/tcr-assistant/internal/devcluster"
-	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
 // Defaults for talking to the API server: high enough that 1,000 namespaces converge in
@@ -47,7 +46,7 @@ type options struct {
 	enableWebhook                  bool
 	webhookPort                    int
 	webhookCertDir, webhookExtraSA string
-	localControlPlane              bool
+	pprofAddr                      string
 }
 
 func main() {
@@ -64,7 +63,7 @@ func main() {
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving certificate (tls.crt, tls.key).")
 	flag.StringVar(&o.webhookExtraSA, "webhook-extra-sans", "", "Comma-separated extra DNS names or IP addresses for the webhook serving certificate, for running out of cluster.")
-	flag.BoolVar(&o.localControlPlane, "local-control-plane", false, "Start an embedded etcd and kube-apiserver from bin/ with the CRDs, run against it and create demo objects ('make run' without a cluster).")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address the Go pprof endpoints bind to; empty disables them.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -78,25 +77,8 @@ func main() {
 
 func run(ctx context.Context, o options) error {
 	log := ctrl.Log.WithName("setup")
-	var (
-		cfg *rest.Config
-		env *testenv.Env
-		err error
-	)
-	if o.localControlPlane {
-		log.Info("Starting the local control plane (etcd and kube-apiserver from bin/)")
-		if env, err = testenv.Start(); err != nil {
-			return err
-		}
-		defer func() {
-			if err := env.Stop(); err != nil {
-				log.Error(err, "Failed to stop the local control plane")
-			} else {
-				log.Info("Stopped the local control plane")
-			}
-		}()
-		cfg = rest.CopyConfig(env.Config)
-	} else if cfg, err = ctrl.GetConfig(); err != nil {
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
 		return fmt.Errorf("loading the kubeconfig: %w", err)
 	}
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
@@ -106,6 +88,7 @@ func run(ctx context.Context, o options) error {
 		Cache:                   controllers.CacheOptions(o.namespace),
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "tcr-assistant-leader",
 		LeaderElectionNamespace: o.namespace,
@@ -130,7 +113,11 @@ func run(ctx context.Context, o options) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	synced := &cacheSynced{cache: mgr.GetCache()}
+	if err := mgr.Add(synced); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("informers", synced.check); err != nil {
 		return err
 	}
 	if o.enableWebhook {
@@ -142,15 +129,34 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	if env != nil {
-		go func() {
-			if err := devcluster.Demo(ctx, env, mgr.GetCache(), o.namespace, os.Stdout); err != nil && !errors.Is(err, context.Canceled) {
-				log.Error(err, "Failed to set up the demo objects")
-			}
-		}()
-	}
 	log.Info("Starting the manager", "namespace", o.namespace, "webhook", o.enableWebhook, "leaderElection", o.leaderElect)
 	return mgr.Start(ctx)
+}
+
+// cacheSynced makes the manager ready only once its informers have synced, so that a rollout
+// does not count a replica as serving while it still knows nothing about the cluster. It runs
+// on every replica, leader or not.
+type cacheSynced struct {
+	cache interface {
+		WaitForCacheSync(context.Context) bool
+	}
+	done atomic.Bool
+}
+
+func (c *cacheSynced) Start(ctx context.Context) error {
+	if c.cache.WaitForCacheSync(ctx) {
+		c.done.Store(true)
+	}
+	return nil
+}
+
+func (c *cacheSynced) NeedLeaderElection() bool { return false }
+
+func (c *cacheSynced) check(*http.Request) error {
+	if !c.done.Load() {
+		return errors.New("the informer caches have not synced yet")
+	}
+	return nil
 }
 
 func splitList(s string) []string {

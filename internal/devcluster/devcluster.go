@@ -14,7 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
@@ -30,13 +29,10 @@ var (
 // sampleName is the ImagePullSecret in config/samples.
 const sampleName = "imagepullsecret-sample"
 
-// Demo waits for the manager's cache, creates the controller's own namespace and the demo
-// namespaces and ServiceAccounts, applies config/samples/, waits until the sample is
-// distributed and prints the kubeconfig path and 'kubectl get ipss' to out.
-func Demo(ctx context.Context, env *testenv.Env, c cache.Cache, ownNamespace string, out io.Writer) error {
-	if !c.WaitForCacheSync(ctx) {
-		return ctx.Err()
-	}
+// Demo creates the controller's own namespace and the demo namespaces and ServiceAccounts,
+// applies config/samples/, waits until the manager has distributed the sample and prints the
+// kubeconfig path and 'kubectl get ipss' to out.
+func Demo(ctx context.Context, env *testenv.Env, ownNamespace string, out io.Writer) error {
 	for _, ns := range append([]string{ownNamespace}, DemoNamespaces...) {
 		if err := create(ctx, env.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return err
