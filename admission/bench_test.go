@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tcr-assistant/tcr-assistant/admission"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
 // BenchmarkAdmissionLatency measures what a user waits for: dry-run creates of a valid
@@ -45,7 +46,7 @@ func BenchmarkAdmissionLatency(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			if withWebhook {
 				opts := testOptions(b, "bench")
-				port := freePort(b)
+				port := testenv.FreePort(b)
 				installWebhookConfiguration(b, opts.WebhookConfigurationName, port)
 				p := startWebhook(b, port, opts)
 				p.waitReady(b)
@@ -77,7 +78,7 @@ func reportPercentiles(b *testing.B, latencies []time.Duration) {
 // webhook server, over TLS with the provisioned CA, to isolate the webhook's own share.
 func benchmarkWebhookDirect(b *testing.B, requests, concurrency int) {
 	opts := testOptions(b, "bench-direct")
-	port := freePort(b)
+	port := testenv.FreePort(b)
 	installWebhookConfiguration(b, opts.WebhookConfigurationName, port)
 	p := startWebhook(b, port, opts)
 	p.waitReady(b)

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tcr-assistant/tcr-assistant/admission"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
 // requireConsistent checks the state a ready replica must leave: a Secret with all four keys,
@@ -53,7 +54,7 @@ func requireConsistent(t *testing.T, p *webhookProcess, opts admission.Options) 
 func TestBootstrapFromNothingGivesAWorkingWebhook(t *testing.T) {
 	ctx := context.Background()
 	opts := testOptions(t, "bootstrap")
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
 	err := env.Client.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: opts.SecretName}, &corev1.Secret{})
 	require.True(t, apierrors.IsNotFound(err), "no Secret before the start: %v", err)
@@ -101,7 +102,7 @@ data: {tls.crt: "", tls.key: ""}
 		i++
 		t.Run(name, func(t *testing.T) {
 			opts := testOptions(t, fmt.Sprintf("empty-secret-%d", i))
-			port := freePort(t)
+			port := testenv.FreePort(t)
 			installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
 			ensureNamespace(t)
 			bundled := fmt.Sprintf(tc.manifest, opts.SecretName, testNamespace)
@@ -138,7 +139,7 @@ data: {tls.crt: "", tls.key: ""}
 
 func TestReadinessWaitsForTheCABundle(t *testing.T) {
 	opts := testOptions(t, "late-config")
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	p := startWebhook(t, port, opts)
 
 	// The files are written before Setup returns, but without a webhook configuration there is
@@ -159,7 +160,7 @@ func TestReadinessWaitsForTheCABundle(t *testing.T) {
 
 func TestASecondStartReusesTheSecret(t *testing.T) {
 	opts := testOptions(t, "restart")
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
 
 	first := startWebhook(t, port, opts)
@@ -180,7 +181,7 @@ func TestASecondStartReusesTheSecret(t *testing.T) {
 
 func TestReplicasStartingTogetherShareOneCertificate(t *testing.T) {
 	opts := testOptions(t, "replicas")
-	ports := []int{freePort(t), freePort(t), freePort(t)}
+	ports := []int{testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)}
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, ports[0])
 
 	replicas := make([]*webhookProcess, len(ports))
@@ -215,7 +216,7 @@ func TestRotationKeepsRequestsSucceeding(t *testing.T) {
 	opts.CertLifetime = 12 * time.Second   // renewed at 8 s
 	opts.RotationOverlap = 2 * time.Second // the serving certificate moves to a new CA 2 s after it
 	opts.CheckPeriod = 250 * time.Millisecond
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
 	p := startWebhook(t, port, opts)
 	p.waitReady(t)
@@ -281,7 +282,7 @@ func TestChangesByOthersAreRepairedAtOnce(t *testing.T) {
 	ctx := context.Background()
 	opts := testOptions(t, "repair")
 	opts.CheckPeriod = time.Hour
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
 	p := startWebhook(t, port, opts)
 	p.waitReady(t)
@@ -338,7 +339,7 @@ func TestTheGeneratedClusterRoleIsEnough(t *testing.T) {
 		require.NoError(t, client.IgnoreNotFound(env.Client.Delete(ctx, secret)))
 	})
 	opts.CheckPeriod = time.Hour // only the watches can see the change below
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
 	p := startWebhookAs(t, userConfig, port, opts)
 	p.waitReady(t)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -48,15 +47,6 @@ type webhookProcess struct {
 	certDir string
 	ready   healthz.Checker
 	stop    func()
-}
-
-// freePort returns a TCP port nothing listens on right now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // testOptions names the test's own Secret and webhook configuration, and adds the IP SAN

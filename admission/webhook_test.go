@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
 // dockerOK is a valid docker block, in YAML flow style.
@@ -229,7 +230,7 @@ func sortedKeys[V any](m map[string]V) []string {
 func startSharedWebhook(t *testing.T, name string) {
 	t.Helper()
 	opts := testOptions(t, name)
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
 	p := startWebhook(t, port, opts)
 	p.waitReady(t)

@@ -1,7 +1,6 @@
 package controllers_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -36,7 +35,7 @@ const (
 var (
 	env *testenv.Env
 	// logs captures everything the in-process manager logs, at debug level.
-	logs      syncBuffer
+	logs      testenv.SyncBuffer
 	startOnce sync.Once
 	startErr  error
 )
@@ -49,24 +48,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, logs.String())
 	}
 	os.Exit(code)
-}
-
-// syncBuffer is a bytes.Buffer safe for the manager's concurrent log writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startManager starts, once per test binary, a manager running the reconciler against the

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -180,37 +179,10 @@ func kubeconfigFor(t *testing.T, sa string) string {
 	return path
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer is a bytes.Buffer safe for a child process's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // process is a binary of the project running out of cluster.
 type process struct {
 	cmd    *exec.Cmd
-	output *syncBuffer
+	output *testenv.SyncBuffer
 	done   chan struct{}
 }
 
@@ -218,7 +190,7 @@ type process struct {
 // is logged when the test fails.
 func start(t *testing.T, path string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(path, args...), output: &syncBuffer{}, done: make(chan struct{})}
+	p := &process{cmd: exec.Command(path, args...), output: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
 	require.NoError(t, p.cmd.Start())
 	go func() {

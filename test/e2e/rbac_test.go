@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
 // permission is one 'kubectl auth can-i' question and its expected answer.
@@ -133,10 +134,10 @@ func managerArgs(t *testing.T, kubeconfig string) (args []string, probePort int)
 	args = append(args, deploy.Spec.Template.Spec.Containers[0].Args...)
 	require.Contains(t, args, "--namespace="+ownNamespace)
 	require.Contains(t, args, "--leader-elect")
-	probePort = freePort(t)
+	probePort = testenv.FreePort(t)
 	return append(args,
 		"--kubeconfig="+kubeconfig,
-		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(freePort(t)),
+		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)),
 		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(probePort),
 	), probePort
 }
@@ -309,12 +310,12 @@ func TestAgentWritesTheHostsFileAsItsServiceAccount(t *testing.T) {
 
 	hosts := filepath.Join(t.TempDir(), "hosts")
 	require.NoError(t, os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644))
-	probePort := freePort(t)
+	probePort := testenv.FreePort(t)
 	agent := start(t, binary(t, "hosts-updater"),
 		"--kubeconfig="+kubeconfigFor(t, agentSA),
 		"--namespace="+ownNamespace,
 		"--hosts-file="+hosts,
-		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(freePort(t)),
+		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)),
 		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(probePort))
 	waitHealthy(t, agent, probePort, "/readyz")
 

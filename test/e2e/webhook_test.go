@@ -17,6 +17,7 @@ import (
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 	"github.com/tcr-assistant/tcr-assistant/engine"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
 // pointWebhookAt makes the installed webhook configuration call url instead of the in-cluster
@@ -48,7 +49,7 @@ func TestBundleWebhookIsServedByTheManager(t *testing.T) {
 	require.NotNil(t, vwc.Webhooks[0].ClientConfig.Service)
 	require.Equal(t, webhookPath, *vwc.Webhooks[0].ClientConfig.Service.Path)
 
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	pointWebhookAt(t, "https://127.0.0.1:"+strconv.Itoa(port)+*vwc.Webhooks[0].ClientConfig.Service.Path)
 
 	kubeconfig := kubeconfigFor(t, managerSA)
