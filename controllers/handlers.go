@@ -31,10 +31,10 @@ func (r *Reconciler) imagePullSecrets(ctx context.Context) []tcrv1.ImagePullSecr
 }
 
 // enqueuePair asks for the pair pass of (name, namespace) now and the status pass of name after
-// StatusDelay.
+// statusDelay.
 func (r *Reconciler) enqueuePair(q queue, name, namespace string) {
 	q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: namespace, Name: name}})
-	q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}, r.opts.StatusDelay)
+	q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}, r.statusDelay(name))
 }
 
 // enqueueNamespace asks for the pair pass of every ImagePullSecret with namespace. Events of the
@@ -61,7 +61,7 @@ func (r *Reconciler) namespaceHandler() handler.EventHandler {
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
 			for _, ips := range r.imagePullSecrets(ctx) {
-				q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ips.Name}}, r.opts.StatusDelay)
+				q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ips.Name}}, r.statusDelay(ips.Name))
 			}
 		},
 	}
@@ -90,7 +90,7 @@ func (r *Reconciler) serviceAccountHandler() handler.EventHandler {
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
 			r.tracker.observed(kindServiceAccount, e.Object, true)
 			for _, ips := range r.imagePullSecrets(ctx) {
-				q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ips.Name}}, r.opts.StatusDelay)
+				q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ips.Name}}, r.statusDelay(ips.Name))
 			}
 		},
 	}

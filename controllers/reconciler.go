@@ -38,6 +38,13 @@ const (
 	// DefaultStatusDelay coalesces the status passes that a burst of Secret, ServiceAccount and
 	// Namespace events asks for into at most one per delay and ImagePullSecret.
 	DefaultStatusDelay = time.Second
+	// statusPassShare bounds the cost of the full passes that events ask for: the next one waits
+	// at least this many times as long as the last one took, so that namespace churn in a large
+	// cluster keeps a full pass from running back to back (at 10,000 namespaces a pass takes
+	// about half a second of CPU).
+	statusPassShare = 10
+	// maxStatusDelay caps that wait: status never lags events by more than this.
+	maxStatusDelay = 10 * time.Second
 	// foreignRecheck is how often a namespace whose Secret name is held by a foreign Secret is
 	// checked again: that Secret is outside the label-filtered cache, so no event tells us.
 	foreignRecheck = time.Minute
@@ -64,8 +71,8 @@ type Options struct {
 // finalizer, every namespace (from the cache, writing only what differs, in parallel) and the
 // one status write. {Namespace: ns, Name: cr} is the pair (ImagePullSecret, namespace): a
 // namespace or ServiceAccount that appears or changes is served by that small pass at once,
-// without waiting behind, or triggering, a walk over every namespace; its status pass follows
-// after StatusDelay, coalesced with others.
+// without waiting behind a walk over every namespace; the status pass (a full pass) follows
+// after statusDelay, coalesced with others and spaced by its own cost.
 type Reconciler struct {
 	client   client.Client
 	reader   client.Reader
@@ -83,6 +90,8 @@ type Reconciler struct {
 	// resourceVersion it wrote it over, so that a pass reading a cache that has not yet seen that
 	// write does not write the same status again (it would only meet a conflict).
 	written map[types.UID]writtenStatus
+	// passTime is how long the last full pass of each ImagePullSecret took.
+	passTime map[string]time.Duration
 }
 
 // +kubebuilder:rbac:groups=tcr.tencentcloudcr.com,resources=imagepullsecrets,verbs=get;list;watch;update;patch
@@ -109,12 +118,13 @@ func New(opts Options) *Reconciler {
 		opts.StatusDelay = DefaultStatusDelay
 	}
 	return &Reconciler{
-		opts:    opts,
-		rules:   engine.NewCache(),
-		tracker: newTracker(),
-		memory:  newMemory(),
-		names:   map[string]types.UID{},
-		written: map[types.UID]writtenStatus{},
+		opts:     opts,
+		rules:    engine.NewCache(),
+		tracker:  newTracker(),
+		memory:   newMemory(),
+		names:    map[string]types.UID{},
+		written:  map[types.UID]writtenStatus{},
+		passTime: map[string]time.Duration{},
 	}
 }
 
@@ -274,15 +284,19 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 	}
 	results := make([]nsResult, len(nsList.Items))
 	errs := make([]error, len(nsList.Items))
+	start := time.Now()
 	parallel(r.opts.PassParallelism, len(nsList.Items), func(i int) {
 		results[i], errs[i] = r.syncNamespace(ctx, t, &nsList.Items[i])
 	})
+	r.mu.Lock()
+	r.passTime[ips.Name] = time.Since(start)
+	r.mu.Unlock()
 	st, ready := r.buildStatus(ips, results)
 	wasReady := isReady(&ips.Status)
 	if err := r.writeStatus(ctx, ips, st); err != nil {
 		if apierrors.IsConflict(err) {
 			// The ImagePullSecret changed meanwhile; its update event brings a new pass.
-			return ctrl.Result{RequeueAfter: r.opts.StatusDelay}, nil
+			return ctrl.Result{RequeueAfter: r.statusDelay(ips.Name)}, nil
 		}
 		return ctrl.Result{}, err
 	}
@@ -302,6 +316,15 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 		}
 	}
 	return ctrl.Result{}, nil
+}
+
+// statusDelay is how long the status pass of the ImagePullSecret name waits after an event:
+// StatusDelay, or longer when its last full pass was expensive (statusPassShare).
+func (r *Reconciler) statusDelay(name string) time.Duration {
+	r.mu.Lock()
+	d := statusPassShare * r.passTime[name]
+	r.mu.Unlock()
+	return min(max(d, r.opts.StatusDelay), max(maxStatusDelay, r.opts.StatusDelay))
 }
 
 // parallel runs fn(0..n-1) on at most workers goroutines.
@@ -414,6 +437,7 @@ func (r *Reconciler) forget(name string) {
 	uid, ok := r.names[name]
 	delete(r.names, name)
 	delete(r.written, uid)
+	delete(r.passTime, name)
 	r.mu.Unlock()
 	if ok {
 		r.rules.Forget(uid)

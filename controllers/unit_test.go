@@ -225,3 +225,24 @@ func hashPrefix(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])[:10]
 }
+
+func TestStatusDelay(t *testing.T) {
+	tests := map[string]struct {
+		statusDelay, lastPass, want time.Duration
+	}{
+		"a CR never passed waits StatusDelay":                   {time.Second, 0, time.Second},
+		"a cheap pass keeps StatusDelay":                        {time.Second, 20 * time.Millisecond, time.Second},
+		"an expensive pass spaces the next by ten times itself": {time.Second, 500 * time.Millisecond, 5 * time.Second},
+		"the wait is capped so status never lags far":           {time.Second, 37 * time.Second, maxStatusDelay},
+		"a StatusDelay above the cap is kept":                   {time.Minute, 37 * time.Second, time.Minute},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := New(Options{StatusDelay: tc.statusDelay})
+			if tc.lastPass > 0 {
+				r.passTime["ips"] = tc.lastPass
+			}
+			assert.Equal(t, tc.want, r.statusDelay("ips"))
+		})
+	}
+}
