@@ -23,6 +23,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
@@ -34,7 +35,12 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
+func TestMain(m *testing.M) {
+	// Managers started by the tests log through their own testLogger; this covers what
+	// controller-runtime logs outside them, which would otherwise print a warning with a stack.
+	ctrllog.SetLogger(testLogger())
+	os.Exit(testenv.Main(m, &env))
+}
 
 // testNamespace plays tcr-assistant-system; each test names its own Secret and webhook
 // configuration, so that tests never share certificate state.
