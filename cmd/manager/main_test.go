@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -39,24 +38,7 @@ func buildManager(t testing.TB) string {
 // process is a bin/manager running as a child process against the test control plane.
 type process struct {
 	cmd *exec.Cmd
-	out *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	out *testenv.SyncBuffer
 }
 
 func startManager(t testing.TB, bin string, args ...string) *process {
@@ -65,7 +47,7 @@ func startManager(t testing.TB, bin string, args ...string) *process {
 		"--kubeconfig", env.Kubeconfig, "--enable-webhook=false",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 	}, args...)
-	p := &process{cmd: exec.Command(bin, args...), out: &lockedBuffer{}}
+	p := &process{cmd: exec.Command(bin, args...), out: &testenv.SyncBuffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	require.NoError(t, p.cmd.Start())
 	t.Cleanup(func() {
