@@ -139,10 +139,10 @@ bench: controlplane ## Run the scale benchmark against a local control plane (N=
 ##@ Tools
 
 .PHONY: controlplane
-controlplane: $(BIN)/etcd $(BIN)/kube-apiserver ## Build etcd and kube-apiserver from pinned modules (about six minutes the first time).
+controlplane: $(BIN)/etcd $(BIN)/kube-apiserver ## Build etcd and kube-apiserver from pinned modules (seven to nine minutes the first time).
 
 $(BIN)/etcd $(BIN)/kube-apiserver &: $(CONTROLPLANE_DIR)/go.mod $(CONTROLPLANE_DIR)/go.sum $(CONTROLPLANE_DIR)/etcd/main.go
-	@echo "Building etcd and kube-apiserver into bin/ (about six minutes the first time)..."
+	@echo "Building etcd and kube-apiserver into bin/ (seven to nine minutes the first time)..."
 	cd $(CONTROLPLANE_DIR) && $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./etcd k8s.io/kubernetes/cmd/kube-apiserver
 	@touch $(BIN)/etcd $(BIN)/kube-apiserver
 
