@@ -298,12 +298,7 @@ func TestChangesByOthersAreRepairedAtOnce(t *testing.T) {
 	waitServing(t, "repair")
 
 	// The serving certificate removed from the Secret.
-	stripped := before.DeepCopy()
-	stripped.Data[admission.KeyTLSCert] = []byte{}
-	require.NoError(t, env.Client.Update(ctx, stripped))
-	require.Eventually(t, func() bool {
-		return len(certSecret(t, opts.SecretName).Data[admission.KeyTLSCert]) > 0
-	}, 30*time.Second, 100*time.Millisecond, "the serving certificate was not reissued")
+	stripServingCert(t, before, opts)
 	after := requireConsistent(t, p, opts)
 	assert.Equal(t, before.Data[admission.KeyCACert], after.Data[admission.KeyCACert], "same CA")
 	assert.NotEqual(t, before.Data[admission.KeyTLSCert], after.Data[admission.KeyTLSCert], "new serving certificate")
@@ -347,9 +342,16 @@ func TestTheGeneratedClusterRoleIsEnough(t *testing.T) {
 	waitServing(t, "rbac")
 
 	// The watches are allowed too: a stripped Secret is repaired without waiting for a poll.
+	stripServingCert(t, before, opts)
+}
+
+// stripServingCert empties tls.crt in the certificate Secret, last seen as before, and waits
+// for the provisioner to reissue it.
+func stripServingCert(t *testing.T, before *corev1.Secret, opts admission.Options) {
+	t.Helper()
 	stripped := before.DeepCopy()
 	stripped.Data[admission.KeyTLSCert] = []byte{}
-	require.NoError(t, env.Client.Update(ctx, stripped))
+	require.NoError(t, env.Client.Update(context.Background(), stripped))
 	require.Eventually(t, func() bool {
 		return len(certSecret(t, opts.SecretName).Data[admission.KeyTLSCert]) > 0
 	}, 30*time.Second, 100*time.Millisecond, "the serving certificate was not reissued")

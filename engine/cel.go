@@ -263,15 +263,7 @@ func compileCEL(env *cel.Env, source string) (*program, compileKind, string) {
 	if est.Max > MaxEstimatedCost {
 		return nil, compileTooCostly, fmt.Sprintf("%d", est.Max)
 	}
-	prg, err := env.Program(ast,
-		cel.CostLimit(RuntimeCostLimit),
-		cel.CostTracking(costEstimator),
-		cel.EvalOptions(cel.OptOptimize),
-	)
-	if err != nil {
-		return nil, compileSyntax, err.Error()
-	}
-	return &program{source: source, prg: prg}, compileOK, ""
+	return plan(env, ast, source)
 }
 
 // quote renders s as a CEL string literal. Every rune outside printable ASCII is escaped, so the
@@ -326,6 +318,11 @@ func compileGenerated(env *cel.Env, source string) (*program, compileKind, strin
 	if iss.Err() != nil {
 		return nil, compileSyntax, unhideNamespace(iss.Err().Error())
 	}
+	return plan(env, ast, source)
+}
+
+// plan turns a checked ast into a program that runs under RuntimeCostLimit.
+func plan(env *cel.Env, ast *cel.Ast, source string) (*program, compileKind, string) {
 	prg, err := env.Program(ast,
 		cel.CostLimit(RuntimeCostLimit),
 		cel.CostTracking(costEstimator),
