@@ -1,8 +1,13 @@
 package controllers
 
 import (
+	"context"
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -14,19 +19,17 @@ import (
 const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 
 // CacheOptions returns the manager cache configuration the reconciler needs, so that the manager
-// holds only what the controller owns or reads: Secrets carrying ManagedByLabel in every
-// namespace plus every Secret of the controller's own namespace (where passwordSecretRef points),
-// never every Secret in the cluster; ServiceAccounts without managedFields and token Secret
-// lists; Namespaces are watched metadata-only by the reconciler itself.
-func CacheOptions(ownNamespace string) cache.Options {
+// holds only what the controller owns or reads: the Secrets carrying ManagedByLabel, never every
+// Secret in the cluster; ServiceAccounts without managedFields and token Secret lists;
+// Namespaces are watched metadata-only by the reconciler itself. The Secrets of the controller's
+// own namespace (where passwordSecretRef points) are watched by a small cache of their own that
+// SetupWithManager adds.
+func CacheOptions() cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{tcrv1.ManagedByLabel: tcrv1.ManagedByValue})
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Namespaces: map[string]cache.Config{
-				ownNamespace:        {LabelSelector: labels.Everything()},
-				cache.AllNamespaces: {LabelSelector: managed},
-			}},
+			&corev1.Secret{}:         {Label: managed},
 			&corev1.ServiceAccount{}: {Transform: stripServiceAccount},
 		},
 	}
@@ -43,4 +46,79 @@ func stripServiceAccount(in any) (any, error) {
 		}
 	}
 	return in, nil
+}
+
+// store reads the informer caches in place: a full pass over 10,000 namespaces reads tens of
+// thousands of objects, and reading them through the client would copy each one (and look up
+// its REST mapping) only to throw the copy away. The objects are shared with the cache and must
+// never be modified.
+type store struct {
+	namespaces      toolscache.Indexer // *metav1.PartialObjectMetadata
+	serviceAccounts toolscache.Indexer // *corev1.ServiceAccount
+	secrets         toolscache.Indexer // *corev1.Secret carrying ManagedByLabel
+}
+
+func newStore(ctx context.Context, c cache.Cache) (*store, error) {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	var s store
+	for _, x := range []struct {
+		obj client.Object
+		to  *toolscache.Indexer
+	}{{ns, &s.namespaces}, {&corev1.ServiceAccount{}, &s.serviceAccounts}, {&corev1.Secret{}, &s.secrets}} {
+		inf, err := c.GetInformer(ctx, x.obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return nil, fmt.Errorf("getting the informer of %T: %w", x.obj, err)
+		}
+		idx, ok := inf.(interface{ GetIndexer() toolscache.Indexer })
+		if !ok {
+			return nil, fmt.Errorf("the informer of %T has no indexer (%T)", x.obj, inf)
+		}
+		*x.to = idx.GetIndexer()
+	}
+	return &s, nil
+}
+
+// namespace returns the cached Namespace name, or nil.
+func (s *store) namespace(name string) *metav1.PartialObjectMetadata {
+	o, ok, _ := s.namespaces.GetByKey(name)
+	if !ok {
+		return nil
+	}
+	return o.(*metav1.PartialObjectMetadata)
+}
+
+// allNamespaces returns every cached Namespace.
+func (s *store) allNamespaces() []*metav1.PartialObjectMetadata {
+	return typed[*metav1.PartialObjectMetadata](s.namespaces.List())
+}
+
+// serviceAccountsIn returns the cached ServiceAccounts of namespace.
+func (s *store) serviceAccountsIn(namespace string) []*corev1.ServiceAccount {
+	objs, _ := s.serviceAccounts.ByIndex(toolscache.NamespaceIndex, namespace)
+	return typed[*corev1.ServiceAccount](objs)
+}
+
+// allServiceAccounts returns every cached ServiceAccount.
+func (s *store) allServiceAccounts() []*corev1.ServiceAccount {
+	return typed[*corev1.ServiceAccount](s.serviceAccounts.List())
+}
+
+// secret returns the cached labelled Secret namespace/name, or nil.
+func (s *store) secret(namespace, name string) *corev1.Secret {
+	o, ok, _ := s.secrets.GetByKey(namespace + "/" + name)
+	if !ok {
+		return nil
+	}
+	return o.(*corev1.Secret)
+}
+
+func typed[T any](objs []any) []T {
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
 }

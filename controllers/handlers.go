@@ -76,7 +76,9 @@ func (r *Reconciler) serviceAccountHandler() handler.EventHandler {
 			}
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
-			r.tracker.observed(kindServiceAccount, e.ObjectNew, false)
+			if r.tracker.observed(kindServiceAccount, e.ObjectNew, false) {
+				return // the echo of our own patch
+			}
 			o, ok1 := e.ObjectOld.(*corev1.ServiceAccount)
 			n, ok2 := e.ObjectNew.(*corev1.ServiceAccount)
 			if !ok1 || !ok2 {
@@ -96,25 +98,38 @@ func (r *Reconciler) serviceAccountHandler() handler.EventHandler {
 	}
 }
 
-// secretHandler maps a distributed Secret to the pair it belongs to, and a Secret of the own
-// namespace to the ImagePullSecrets whose passwordSecretRef names it (a full pass: rotation).
+// secretHandler maps a distributed Secret to the pair it belongs to. The watch events of this
+// controller's own writes need no pass: the tracker already expects them.
 func (r *Reconciler) secretHandler() handler.EventHandler {
-	handle := func(ctx context.Context, q queue, s client.Object, old client.Object, gone, initial bool) {
-		if owner := ownerName(s); owner != "" {
-			r.tracker.observed(kindSecret, s, gone)
-			if initial {
-				return
-			}
-			if old != nil && equality.Semantic.DeepEqual(secretContent(old), secretContent(s)) {
-				return
-			}
-			r.enqueuePair(q, owner, s.GetNamespace())
+	handle := func(q queue, s, old client.Object, gone, initial bool) {
+		owner := ownerName(s)
+		if owner == "" {
 			return
 		}
-		if initial || s.GetNamespace() != r.opts.Namespace {
+		echo := r.tracker.observed(kindSecret, s, gone)
+		if initial || echo || (old != nil && equality.Semantic.DeepEqual(secretContent(old), secretContent(s))) {
 			return
 		}
-		if old != nil && equality.Semantic.DeepEqual(secretContent(old), secretContent(s)) {
+		r.enqueuePair(q, owner, s.GetNamespace())
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q queue) {
+			handle(q, e.Object, nil, false, e.IsInInitialList)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q queue) {
+			handle(q, e.ObjectNew, e.ObjectOld, false, false)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q queue) {
+			handle(q, e.Object, nil, true, false)
+		},
+	}
+}
+
+// passwordSecretHandler maps a Secret of the own namespace to the ImagePullSecrets whose
+// passwordSecretRef names it: a full pass, which rotates the password everywhere.
+func (r *Reconciler) passwordSecretHandler() handler.EventHandler {
+	handle := func(ctx context.Context, q queue, s, old client.Object, initial bool) {
+		if initial || (old != nil && equality.Semantic.DeepEqual(secretContent(old), secretContent(s))) {
 			return
 		}
 		for _, ips := range r.imagePullSecrets(ctx) {
@@ -125,13 +140,13 @@ func (r *Reconciler) secretHandler() handler.EventHandler {
 	}
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) {
-			handle(ctx, q, e.Object, nil, false, e.IsInInitialList)
+			handle(ctx, q, e.Object, nil, e.IsInInitialList)
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
-			handle(ctx, q, e.ObjectNew, e.ObjectOld, false, false)
+			handle(ctx, q, e.ObjectNew, e.ObjectOld, false)
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
-			handle(ctx, q, e.Object, nil, true, false)
+			handle(ctx, q, e.Object, nil, false)
 		},
 	}
 }

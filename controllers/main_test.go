@@ -65,7 +65,7 @@ func startManager(t *testing.T) {
 		cfg.QPS, cfg.Burst = 1000, 2000
 		mgr, err := ctrl.NewManager(&cfg, ctrl.Options{
 			Scheme:                 env.Scheme,
-			Cache:                  controllers.CacheOptions(ownNamespace),
+			Cache:                  controllers.CacheOptions(),
 			Metrics:                metricsserver.Options{BindAddress: "0"},
 			HealthProbeBindAddress: "0",
 		})

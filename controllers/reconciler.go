@@ -19,9 +19,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 	"github.com/tcr-assistant/tcr-assistant/engine"
@@ -76,6 +78,8 @@ type Options struct {
 type Reconciler struct {
 	client   client.Client
 	reader   client.Reader
+	store    *store
+	own      client.Reader // Secrets of the own namespace, where passwordSecretRef points
 	recorder events.EventRecorder
 	rules    *engine.Cache
 	opts     Options
@@ -121,7 +125,7 @@ func New(opts Options) *Reconciler {
 		opts:     opts,
 		rules:    engine.NewCache(),
 		tracker:  newTracker(),
-		memory:   newMemory(),
+		memory:   newMemory(opts.StatusListLimit),
 		names:    map[string]types.UID{},
 		written:  map[types.UID]writtenStatus{},
 		passTime: map[string]time.Duration{},
@@ -134,12 +138,32 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.client = client.WithFieldOwner(mgr.GetClient(), FieldManager)
 	r.reader = mgr.GetAPIReader()
 	r.recorder = mgr.GetEventRecorder(FieldManager)
+	s, err := newStore(context.Background(), mgr.GetCache())
+	if err != nil {
+		return err
+	}
+	r.store = s
+	// The own namespace's Secrets are not labelled; a cache of their own keeps them out of the
+	// cluster-wide, label-selected Secret informer.
+	own, err := cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient: mgr.GetHTTPClient(), Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+		DefaultNamespaces: map[string]cache.Config{r.opts.Namespace: {}},
+		DefaultTransform:  cache.TransformStripManagedFields(),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the cache of namespace %s: %w", r.opts.Namespace, err)
+	}
+	if err := mgr.Add(own); err != nil {
+		return err
+	}
+	r.own = own
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("imagepullsecret").
 		For(&tcrv1.ImagePullSecret{}).
 		WatchesMetadata(&corev1.Namespace{}, r.namespaceHandler()).
 		Watches(&corev1.ServiceAccount{}, r.serviceAccountHandler()).
 		Watches(&corev1.Secret{}, r.secretHandler()).
+		WatchesRawSource(source.Kind(own, client.Object(&corev1.Secret{}), r.passwordSecretHandler())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
 		Complete(r)
 }
@@ -164,7 +188,7 @@ func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*
 	password := ips.Spec.Docker.Password
 	if ref := ips.Spec.Docker.PasswordSecretRef; ref != nil {
 		s := &corev1.Secret{}
-		if err := r.client.Get(ctx, types.NamespacedName{Namespace: r.opts.Namespace, Name: ref.Name}, s); err != nil {
+		if err := r.own.Get(ctx, types.NamespacedName{Namespace: r.opts.Namespace, Name: ref.Name}, s); err != nil {
 			if apierrors.IsNotFound(err) {
 				return nil, &invalid{reason: "PasswordSecretNotFound", message: fmt.Sprintf(
 					"Secret %s/%s named by docker.passwordSecretRef does not exist", r.opts.Namespace, ref.Name)}, nil
@@ -200,8 +224,10 @@ func describe(errs field.ErrorList) string {
 
 // reconcilePair syncs one namespace for one ImagePullSecret.
 func (r *Reconciler) reconcilePair(ctx context.Context, name, namespace string) (ctrl.Result, error) {
+	// Shared with the cache and only read: a pair pass must stay cheap, and the status of a
+	// large ImagePullSecret is tens of KiB.
 	ips := &tcrv1.ImagePullSecret{}
-	if err := r.client.Get(ctx, types.NamespacedName{Name: name}, ips); err != nil {
+	if err := r.client.Get(ctx, types.NamespacedName{Name: name}, ips, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
 			// A Secret of a deleted ImagePullSecret outlived its cleanup (a race with the
 			// finalizer): remove it and its references.
@@ -217,9 +243,9 @@ func (r *Reconciler) reconcilePair(ctx context.Context, name, namespace string) 
 	if err != nil || bad != nil {
 		return ctrl.Result{}, err
 	}
-	ns := namespaceObject()
-	if err := r.client.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	ns := r.store.namespace(namespace)
+	if ns == nil {
+		return ctrl.Result{}, nil
 	}
 	res, err := r.syncNamespace(ctx, t, ns)
 	if err != nil {
@@ -229,12 +255,6 @@ func (r *Reconciler) reconcilePair(ctx context.Context, name, namespace string) 
 		return ctrl.Result{RequeueAfter: foreignRecheck}, nil
 	}
 	return ctrl.Result{}, nil
-}
-
-func namespaceObject() *metav1.PartialObjectMetadata {
-	ns := &metav1.PartialObjectMetadata{}
-	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	return ns
 }
 
 // reconcileImagePullSecret is the full pass over one ImagePullSecret.
@@ -277,16 +297,12 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 	}
 	r.memory.resolved(targetKey{uid: ips.UID, kind: "ImagePullSecret", name: ips.Name})
 
-	nsList := &metav1.PartialObjectMetadataList{}
-	nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
-	if err := r.client.List(ctx, nsList, client.UnsafeDisableDeepCopy); err != nil {
-		return ctrl.Result{}, fmt.Errorf("listing namespaces from the cache: %w", err)
-	}
-	results := make([]nsResult, len(nsList.Items))
-	errs := make([]error, len(nsList.Items))
+	namespaces := r.store.allNamespaces()
+	results := make([]nsResult, len(namespaces))
+	errs := make([]error, len(namespaces))
 	start := time.Now()
-	parallel(r.opts.PassParallelism, len(nsList.Items), func(i int) {
-		results[i], errs[i] = r.syncNamespace(ctx, t, &nsList.Items[i])
+	parallel(r.opts.PassParallelism, len(namespaces), func(i int) {
+		results[i], errs[i] = r.syncNamespace(ctx, t, namespaces[i])
 	})
 	r.mu.Lock()
 	r.passTime[ips.Name] = time.Since(start)
@@ -400,14 +416,10 @@ func (r *Reconciler) finalize(ctx context.Context, ips *tcrv1.ImagePullSecret) e
 	parallel(r.opts.PassParallelism, len(secrets.Items), func(i int) {
 		errs[i] = r.deleteSecret(ctx, &secrets.Items[i])
 	})
-	sas := &corev1.ServiceAccountList{}
-	if err := r.client.List(ctx, sas, client.UnsafeDisableDeepCopy); err != nil {
-		return fmt.Errorf("listing ServiceAccounts from the cache: %w", err)
-	}
 	secretName := ips.SecretName()
 	var refs []*corev1.ServiceAccount
-	for i := range sas.Items {
-		o := r.tracker.overlay(kindServiceAccount, sas.Items[i].Namespace, sas.Items[i].Name, &sas.Items[i])
+	for _, cached := range r.store.allServiceAccounts() {
+		o := r.tracker.overlay(kindServiceAccount, cached.Namespace, cached.Name, cached)
 		if sa, ok := o.(*corev1.ServiceAccount); ok && sa != nil && slices.ContainsFunc(sa.ImagePullSecrets,
 			func(ref corev1.LocalObjectReference) bool { return ref.Name == secretName }) {
 			refs = append(refs, sa)

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 )
@@ -15,10 +16,29 @@ import (
 // ConditionReady is the condition summarising an ImagePullSecret.
 const ConditionReady = "Ready"
 
+// successEntry is a target in a status success list.
 type successEntry struct {
-	nn       string
-	key      targetKey
-	fallback metav1.Time
+	namespace, name string
+	fallback        metav1.Time
+}
+
+// firstEntries keeps the limit entries that sort first by namespace/name, so that building the
+// lists of 40,000 targets neither keeps nor sorts them all.
+type firstEntries struct {
+	limit   int
+	entries []successEntry
+}
+
+func (f *firstEntries) add(e successEntry) {
+	less := func(a, b successEntry) int { return compareTargets(a.namespace, a.name, b.namespace, b.name) }
+	if n := len(f.entries); n == f.limit && (n == 0 || less(e, f.entries[n-1]) >= 0) {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(f.entries, e, less)
+	f.entries = slices.Insert(f.entries, i, e)
+	if len(f.entries) > f.limit {
+		f.entries = f.entries[:f.limit]
+	}
 }
 
 // buildStatus computes the status of ips from the results of a full pass: exact counters, the
@@ -31,7 +51,8 @@ func (r *Reconciler) buildStatus(ips *tcrv1.ImagePullSecret, results []nsResult)
 		Conditions:         slices.Clone(ips.Status.Conditions),
 	}
 	secretName := ips.SecretName()
-	var secrets, sas []successEntry
+	limit := r.opts.StatusListLimit
+	secrets, sas := firstEntries{limit: limit}, firstEntries{limit: limit}
 	var failures []tcrv1.TargetFailure
 	for i := range results {
 		res := &results[i]
@@ -40,28 +61,19 @@ func (r *Reconciler) buildStatus(ips *tcrv1.ImagePullSecret, results []nsResult)
 			st.SecretsDesired++
 			if res.secretOK {
 				st.SecretsSuccess++
-				secrets = append(secrets, successEntry{
-					nn:       res.namespace + "/" + secretName,
-					key:      targetKey{uid: ips.UID, kind: kindSecret, namespace: res.namespace, name: secretName},
-					fallback: res.secretCreated,
-				})
+				secrets.add(successEntry{namespace: res.namespace, name: secretName, fallback: res.secretCreated})
 			}
 		}
 		for _, sa := range res.sas {
 			st.SAsDesired++
 			if sa.ok {
 				st.SAsSuccess++
-				sas = append(sas, successEntry{
-					nn:       res.namespace + "/" + sa.name,
-					key:      targetKey{uid: ips.UID, kind: kindServiceAccount, namespace: res.namespace, name: sa.name},
-					fallback: res.secretCreated,
-				})
+				sas.add(successEntry{namespace: res.namespace, name: sa.name, fallback: res.secretCreated})
 			}
 		}
 	}
-	limit := r.opts.StatusListLimit
-	st.SecretUpdateSuccessful = r.successList(secrets, ips.Status.SecretUpdateSuccessful, limit)
-	st.ServiceAccountsModifySuccessful = r.successList(sas, ips.Status.ServiceAccountsModifySuccessful, limit)
+	st.SecretUpdateSuccessful = r.successList(ips.UID, kindSecret, secrets.entries, ips.Status.SecretUpdateSuccessful)
+	st.ServiceAccountsModifySuccessful = r.successList(ips.UID, kindServiceAccount, sas.entries, ips.Status.ServiceAccountsModifySuccessful)
 	slices.SortFunc(failures, func(a, b tcrv1.TargetFailure) int {
 		return cmp.Or(cmp.Compare(a.NamespacedName, b.NamespacedName), cmp.Compare(a.Kind, b.Kind))
 	})
@@ -92,13 +104,11 @@ func (r *Reconciler) buildStatus(ips *tcrv1.ImagePullSecret, results []nsResult)
 	return st, ready
 }
 
-func (r *Reconciler) successList(entries []successEntry, previous []tcrv1.TargetUpdate, limit int) []tcrv1.TargetUpdate {
+// successList renders the entries of a success list (already sorted and capped) with their
+// updatedAt.
+func (r *Reconciler) successList(uid types.UID, kind string, entries []successEntry, previous []tcrv1.TargetUpdate) []tcrv1.TargetUpdate {
 	if len(entries) == 0 {
 		return nil
-	}
-	slices.SortFunc(entries, func(a, b successEntry) int { return cmp.Compare(a.nn, b.nn) })
-	if len(entries) > limit {
-		entries = entries[:limit]
 	}
 	prev := make(map[string]metav1.Time, len(previous))
 	for _, p := range previous {
@@ -106,13 +116,14 @@ func (r *Reconciler) successList(entries []successEntry, previous []tcrv1.Target
 	}
 	out := make([]tcrv1.TargetUpdate, len(entries))
 	for i, e := range entries {
-		at, ok := r.memory.writtenAt(e.key)
+		nn := e.namespace + "/" + e.name
+		at, ok := r.memory.writtenAt(targetKey{uid: uid, kind: kind, namespace: e.namespace, name: e.name})
 		if !ok {
-			if at, ok = prev[e.nn]; !ok {
+			if at, ok = prev[nn]; !ok {
 				at = e.fallback
 			}
 		}
-		out[i] = tcrv1.TargetUpdate{NamespacedName: e.nn, UpdatedAt: at}
+		out[i] = tcrv1.TargetUpdate{NamespacedName: nn, UpdatedAt: at}
 	}
 	return out
 }

@@ -149,11 +149,7 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 		res.secretCreated = secret.CreationTimestamp
 	}
 
-	sas, err := r.serviceAccounts(ctx, ns.Name)
-	if err != nil {
-		return res, err
-	}
-	for _, sa := range sas {
+	for _, sa := range r.serviceAccounts(ns.Name) {
 		want, err := t.rule.MatchServiceAccount(nsFacts(ns), saFacts(sa))
 		if err != nil {
 			res.failures = append(res.failures, tcrv1.TargetFailure{
@@ -198,38 +194,30 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 
 func now() metav1.Time { return metav1.NewTime(time.Now().Truncate(time.Second)) }
 
-// serviceAccounts lists the ServiceAccounts of a namespace from the cache, overlaid with this
+// serviceAccounts returns the ServiceAccounts of a namespace from the cache, overlaid with this
 // controller's own recent writes. The objects are shared with the cache: never modify them.
-func (r *Reconciler) serviceAccounts(ctx context.Context, namespace string) ([]*corev1.ServiceAccount, error) {
-	list := &corev1.ServiceAccountList{}
-	if err := r.client.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing ServiceAccounts in namespace %s: %w", namespace, err)
-	}
-	out := make([]*corev1.ServiceAccount, 0, len(list.Items))
-	for i := range list.Items {
-		if o := r.tracker.overlay(kindServiceAccount, namespace, list.Items[i].Name, &list.Items[i]); o != nil {
+func (r *Reconciler) serviceAccounts(namespace string) []*corev1.ServiceAccount {
+	cached := r.store.serviceAccountsIn(namespace)
+	out := cached[:0]
+	for _, sa := range cached {
+		if o := r.tracker.overlay(kindServiceAccount, namespace, sa.Name, sa); o != nil {
 			out = append(out, o.(*corev1.ServiceAccount))
 		}
 	}
-	return out, nil
+	return out
 }
 
 // cachedSecret returns the labelled Secret namespace/name from the cache overlaid with this
-// controller's recent writes, or nil.
-func (r *Reconciler) cachedSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
-	s := &corev1.Secret{}
-	var cached client.Object = s
-	if err := r.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("reading Secret %s/%s from the cache: %w", namespace, name, err)
-		}
-		cached = nil
+// controller's recent writes, or nil. The object may be shared with the cache: never modify it.
+func (r *Reconciler) cachedSecret(namespace, name string) *corev1.Secret {
+	var cached client.Object
+	if s := r.store.secret(namespace, name); s != nil {
+		cached = s
 	}
-	o := r.tracker.overlay(kindSecret, namespace, name, cached)
-	if o == nil {
-		return nil, nil
+	if o := r.tracker.overlay(kindSecret, namespace, name, cached); o != nil {
+		return o.(*corev1.Secret)
 	}
-	return o.(*corev1.Secret), nil
+	return nil
 }
 
 // owns reports whether s is the Secret distributed for ips (possibly by an earlier incarnation
@@ -275,10 +263,7 @@ func hasControllerRef(s *corev1.Secret, ips *tcrv1.ImagePullSecret) bool {
 func (r *Reconciler) ensureSecret(ctx context.Context, t *target, namespace string) (*corev1.Secret, *tcrv1.TargetFailure, error) {
 	name := t.ips.SecretName()
 	key := targetKey{uid: t.ips.UID, kind: kindSecret, namespace: namespace, name: name}
-	cur, err := r.cachedSecret(ctx, namespace, name)
-	if err != nil {
-		return nil, nil, err
-	}
+	cur := r.cachedSecret(namespace, name)
 	if cur == nil && r.memory.isForeign(key) {
 		// A foreign Secret is not in our label-filtered cache: check it with a read, not a create.
 		live := &corev1.Secret{}
@@ -441,11 +426,7 @@ func (r *Reconciler) patchServiceAccount(ctx context.Context, sa *corev1.Service
 // it owns it) and its reference from every ServiceAccount there.
 func (r *Reconciler) cleanNamespace(ctx context.Context, ips string, uid types.UID, namespace string) error {
 	secretName := tcrv1.SecretNamePrefix + ips
-	s, err := r.cachedSecret(ctx, namespace, secretName)
-	if err != nil {
-		return err
-	}
-	if s != nil && s.Labels[tcrv1.ManagedByLabel] == tcrv1.ManagedByValue && s.Labels[tcrv1.OwnerLabel] == OwnerLabelValue(ips) {
+	if s := r.cachedSecret(namespace, secretName); s != nil && s.Labels[tcrv1.ManagedByLabel] == tcrv1.ManagedByValue && s.Labels[tcrv1.OwnerLabel] == OwnerLabelValue(ips) {
 		if err := r.deleteSecret(ctx, s); err != nil {
 			return err
 		}
@@ -453,11 +434,7 @@ func (r *Reconciler) cleanNamespace(ctx context.Context, ips string, uid types.U
 	if uid != "" {
 		r.memory.forgetTarget(targetKey{uid: uid, kind: kindSecret, namespace: namespace, name: secretName})
 	}
-	sas, err := r.serviceAccounts(ctx, namespace)
-	if err != nil {
-		return err
-	}
-	for _, sa := range sas {
+	for _, sa := range r.serviceAccounts(namespace) {
 		if _, err := r.patchServiceAccount(ctx, sa, secretName, false); err != nil {
 			return err
 		}

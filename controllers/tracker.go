@@ -58,18 +58,25 @@ func (t *tracker) deleted(kind string, obj client.Object) {
 }
 
 // observed is called with every object the cache delivers; it forgets expectations the cache has
-// caught up with. gone is true for delete events.
-func (t *tracker) observed(kind string, obj client.Object, gone bool) {
+// caught up with. gone is true for delete events. It reports whether the event is the echo of
+// this controller's own last write of the object (the very version it wrote, or its delete),
+// which needs no further pass.
+func (t *tracker) observed(kind string, obj client.Object, gone bool) (echo bool) {
 	k := trackKey{kind, obj.GetNamespace(), obj.GetName()}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.objs[k]
 	if !ok {
-		return
+		return false
 	}
-	if rv, ok := resourceVersion(obj); gone || !ok || rv >= e.rv {
+	rv, ok := resourceVersion(obj)
+	if gone || !ok || rv >= e.rv {
 		delete(t.objs, k)
 	}
+	if gone {
+		return e.obj == nil
+	}
+	return ok && e.obj != nil && rv == e.rv
 }
 
 // overlay returns what the controller should believe about an object given what the cache holds

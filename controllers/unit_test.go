@@ -246,3 +246,99 @@ func TestStatusDelay(t *testing.T) {
 		})
 	}
 }
+
+func TestCompareTargets(t *testing.T) {
+	names := []string{"", "a", "a-b", "a/b", "a.b", "ab", "b", "default", "kube-system", "z", "a0", "é"}
+	for _, ns1 := range names {
+		for _, n1 := range names {
+			for _, ns2 := range names {
+				for _, n2 := range names {
+					want := strings.Compare(ns1+"/"+n1, ns2+"/"+n2)
+					if got := compareTargets(ns1, n1, ns2, n2); got != want {
+						t.Fatalf("compareTargets(%q, %q, %q, %q) = %d, want %d", ns1, n1, ns2, n2, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestMemoryKeepsTheWritesTheListsCanShow(t *testing.T) {
+	m := newMemory(3)
+	at := func(s int) metav1.Time { return metav1.NewTime(time.Unix(int64(s), 0)) }
+	key := func(ns string) targetKey {
+		return targetKey{uid: "u", kind: kindSecret, namespace: ns, name: "tcr.ipsx"}
+	}
+	for i, ns := range []string{"d", "b", "e", "a", "c"} {
+		m.wrote(key(ns), at(i))
+	}
+	remembered := func() (out []string) {
+		for _, ns := range []string{"a", "b", "c", "d", "e"} {
+			if _, ok := m.writtenAt(key(ns)); ok {
+				out = append(out, ns)
+			}
+		}
+		return out
+	}
+	assert.Equal(t, []string{"a", "b", "c"}, remembered(), "only the first three by namespace/name")
+	got, _ := m.writtenAt(key("b"))
+	assert.Equal(t, at(1), got)
+
+	m.wrote(key("b"), at(9))
+	got, _ = m.writtenAt(key("b"))
+	assert.Equal(t, at(9), got, "a rewrite moves the time")
+
+	m.forgetTarget(key("a"))
+	m.wrote(key("e"), at(10))
+	assert.Equal(t, []string{"b", "c", "e"}, remembered(), "a forgotten target frees its place")
+
+	other := targetKey{uid: "u", kind: kindServiceAccount, namespace: "a", name: "default"}
+	m.wrote(other, at(11))
+	_, ok := m.writtenAt(other)
+	assert.True(t, ok, "each kind has its own list")
+
+	m.forgetCR("u")
+	assert.Empty(t, remembered())
+	assert.Empty(t, m.written)
+}
+
+func TestFirstEntries(t *testing.T) {
+	f := firstEntries{limit: 3}
+	for _, ns := range []string{"m", "c", "x", "a-b", "a", "b", "c"} {
+		f.add(successEntry{namespace: ns, name: "default"})
+	}
+	var got []string
+	for _, e := range f.entries {
+		got = append(got, e.namespace+"/"+e.name)
+	}
+	assert.Equal(t, []string{"a-b/default", "a/default", "b/default"}, got)
+}
+
+func TestTrackerEcho(t *testing.T) {
+	tests := map[string]struct {
+		wrote, deleted client.Object
+		observed       client.Object
+		gone           bool
+		want           bool
+	}{
+		"the event of our own write is its echo":            {wrote: sa("12", "x"), observed: sa("12", "x"), want: true},
+		"a later version is someone else's change":          {wrote: sa("12", "x"), observed: sa("13", "x")},
+		"an older version is not the echo":                  {wrote: sa("12", "x"), observed: sa("11")},
+		"nothing written: no echo":                          {observed: sa("12")},
+		"the delete event of our own delete is its echo":    {deleted: sa("12"), observed: sa("12"), gone: true, want: true},
+		"a delete of what we wrote is someone else's doing": {wrote: sa("12", "x"), observed: sa("12", "x"), gone: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			tr := newTracker()
+			if tc.wrote != nil {
+				tr.wrote(kindServiceAccount, tc.wrote)
+			}
+			if tc.deleted != nil {
+				tr.deleted(kindServiceAccount, tc.deleted)
+			}
+			assert.Equal(t, tc.want, tr.observed(kindServiceAccount, tc.observed, tc.gone))
+			assert.False(t, tr.observed(kindServiceAccount, tc.observed, tc.gone), "an expectation is met once")
+		})
+	}
+}

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"sync/atomic"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -85,7 +85,7 @@ func run(ctx context.Context, o options) error {
 
 	mgrOpts := ctrl.Options{
 		Scheme:                  scheme(),
-		Cache:                   controllers.CacheOptions(o.namespace),
+		Cache:                   controllers.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
 		PprofBindAddress:        o.pprofAddr,
@@ -169,9 +169,11 @@ func splitList(s string) []string {
 	return out
 }
 
+// scheme holds only the kinds the manager reads and writes (the webhook's certificate
+// provisioner has its own): registering every built-in API group would cost memory for nothing.
 func scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(corev1.AddToScheme(s))
 	utilruntime.Must(tcrv1.AddToScheme(s))
 	return s
 }
