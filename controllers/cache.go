@@ -14,13 +14,13 @@ import (
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 )
 
-// lastAppliedAnnotation is dropped from cached ServiceAccounts: rules may read annotations, but
-// this one only repeats the object and can be large.
+// lastAppliedAnnotation is dropped from cached objects: rules may read annotations, but this
+// one only repeats the object and can be large.
 const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 
 // CacheOptions returns the manager cache configuration the reconciler needs, so that the manager
 // holds only what the controller owns or reads: the Secrets carrying ManagedByLabel, never every
-// Secret in the cluster; ServiceAccounts without managedFields and token Secret lists;
+// Secret in the cluster, and ServiceAccounts, both in their slim forms (see slimMeta);
 // Namespaces are watched metadata-only by the reconciler itself. The Secrets of the controller's
 // own namespace (where passwordSecretRef points) are watched by a small cache of their own that
 // SetupWithManager adds.
@@ -29,23 +29,10 @@ func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}:         {Label: managed},
-			&corev1.ServiceAccount{}: {Transform: stripServiceAccount},
+			&corev1.Secret{}:         {Label: managed, Transform: slimTransform},
+			&corev1.ServiceAccount{}: {Transform: slimTransform},
 		},
 	}
-}
-
-// stripServiceAccount keeps of a ServiceAccount only what rules and the reconciler read, to keep
-// the cache small with tens of thousands of ServiceAccounts.
-func stripServiceAccount(in any) (any, error) {
-	if sa, ok := in.(*corev1.ServiceAccount); ok {
-		sa.ManagedFields = nil
-		sa.Secrets = nil
-		if _, ok := sa.Annotations[lastAppliedAnnotation]; ok {
-			delete(sa.Annotations, lastAppliedAnnotation)
-		}
-	}
-	return in, nil
 }
 
 // store reads the informer caches in place: a full pass over 10,000 namespaces reads tens of
@@ -54,8 +41,8 @@ func stripServiceAccount(in any) (any, error) {
 // never be modified.
 type store struct {
 	namespaces      toolscache.Indexer // *metav1.PartialObjectMetadata
-	serviceAccounts toolscache.Indexer // *corev1.ServiceAccount
-	secrets         toolscache.Indexer // *corev1.Secret carrying ManagedByLabel
+	serviceAccounts toolscache.Indexer // *slimServiceAccount
+	secrets         toolscache.Indexer // *slimSecret carrying ManagedByLabel
 }
 
 func newStore(ctx context.Context, c cache.Cache) (*store, error) {
@@ -94,23 +81,24 @@ func (s *store) allNamespaces() []*metav1.PartialObjectMetadata {
 }
 
 // serviceAccountsIn returns the cached ServiceAccounts of namespace.
-func (s *store) serviceAccountsIn(namespace string) []*corev1.ServiceAccount {
+func (s *store) serviceAccountsIn(namespace string) []*slimServiceAccount {
 	objs, _ := s.serviceAccounts.ByIndex(toolscache.NamespaceIndex, namespace)
-	return typed[*corev1.ServiceAccount](objs)
+	return typed[*slimServiceAccount](objs)
 }
 
 // allServiceAccounts returns every cached ServiceAccount.
-func (s *store) allServiceAccounts() []*corev1.ServiceAccount {
-	return typed[*corev1.ServiceAccount](s.serviceAccounts.List())
+func (s *store) allServiceAccounts() []*slimServiceAccount {
+	return typed[*slimServiceAccount](s.serviceAccounts.List())
 }
 
 // secret returns the cached labelled Secret namespace/name, or nil.
-func (s *store) secret(namespace, name string) *corev1.Secret {
+func (s *store) secret(namespace, name string) *slimSecret {
 	o, ok, _ := s.secrets.GetByKey(namespace + "/" + name)
 	if !ok {
 		return nil
 	}
-	return o.(*corev1.Secret)
+	s2, _ := o.(*slimSecret)
+	return s2
 }
 
 func typed[T any](objs []any) []T {

@@ -160,6 +160,44 @@ func TestRotationUpdatesSecretsInPlace(t *testing.T) {
 	})
 }
 
+// TestEditedSecretIsRepaired edits a distributed Secret behind the controller's back (its data,
+// a key added, an annotation) and expects the data repaired in place while the annotation, which
+// is not the controller's, stays.
+func TestEditedSecretIsRepaired(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "drift", nil, "default")
+	ips := newIPS("drift", "drift", "*")
+	createIPS(t, ips)
+	want := expectedDockerConfig(ips.Spec.Docker.Server, ips.Spec.Docker.Username, ips.Spec.Docker.Password)
+	var uid types.UID
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		s, err := getSecret("drift", "tcr.ipsdrift")
+		if assert.NoError(c, err) {
+			uid = s.UID
+		}
+	}, timeout, tick)
+
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s, err := getSecret("drift", "tcr.ipsdrift")
+		if err != nil {
+			return err
+		}
+		s.Data[corev1.DockerConfigJsonKey] = []byte(`{"auths":{}}`)
+		s.Data["extra"] = []byte("x")
+		s.Annotations = map[string]string{"someone/else": "kept"}
+		return env.Client.Update(ctx, s)
+	}))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		s, err := getSecret("drift", "tcr.ipsdrift")
+		if assert.NoError(c, err) {
+			assert.Equal(c, map[string][]byte{corev1.DockerConfigJsonKey: []byte(want)}, s.Data)
+			assert.Equal(c, "kept", s.Annotations["someone/else"])
+			assert.Equal(c, uid, s.UID, "the Secret must be repaired in place")
+		}
+	}, timeout, tick)
+}
+
 func readyStatus(st tcrv1.ImagePullSecretStatus) metav1.ConditionStatus {
 	for _, c := range st.Conditions {
 		if c.Type == "Ready" {

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -41,13 +42,14 @@ func renderDockerConfig(server, username, password string) ([]byte, error) {
 // secretData is what a distributed Secret must hold.
 type secretData struct {
 	dockerConfigJSON []byte
+	hash             [sha256.Size]byte // of dockerConfigJSON
+}
+
+func newSecretData(dockerConfigJSON []byte) secretData {
+	return secretData{dockerConfigJSON: dockerConfigJSON, hash: sha256.Sum256(dockerConfigJSON)}
 }
 
 // matches reports whether a Secret holds exactly the desired type and data.
-func (d secretData) matches(s *corev1.Secret) bool {
-	if s.Type != corev1.SecretTypeDockerConfigJson || len(s.Data) != 1 {
-		return false
-	}
-	got, ok := s.Data[corev1.DockerConfigJsonKey]
-	return ok && bytes.Equal(got, d.dockerConfigJSON)
+func (d secretData) matches(s *slimSecret) bool {
+	return s.secretType == corev1.SecretTypeDockerConfigJson && s.hasData && len(s.otherKeys) == 0 && s.dataHash == d.hash
 }

@@ -79,14 +79,14 @@ func (r *Reconciler) serviceAccountHandler() handler.EventHandler {
 			if r.tracker.observed(kindServiceAccount, e.ObjectNew, false) {
 				return // the echo of our own patch
 			}
-			o, ok1 := e.ObjectOld.(*corev1.ServiceAccount)
-			n, ok2 := e.ObjectNew.(*corev1.ServiceAccount)
+			o, ok1 := e.ObjectOld.(*slimServiceAccount)
+			n, ok2 := e.ObjectNew.(*slimServiceAccount)
 			if !ok1 || !ok2 {
 				return
 			}
-			if !maps.Equal(o.Labels, n.Labels) || !maps.Equal(o.Annotations, n.Annotations) ||
-				!slices.Equal(o.ImagePullSecrets, n.ImagePullSecrets) {
-				r.enqueueNamespace(ctx, q, n.Namespace)
+			if !maps.Equal(o.labels, n.labels) || !maps.Equal(o.annotations, n.annotations) ||
+				!slices.Equal(o.imagePullSecrets, n.imagePullSecrets) {
+				r.enqueueNamespace(ctx, q, n.namespace)
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
@@ -152,17 +152,28 @@ func (r *Reconciler) passwordSecretHandler() handler.EventHandler {
 }
 
 // secretContent is what matters of a Secret for the reconciler: a change elsewhere (e.g. an
-// annotation added by someone) needs no pass.
+// annotation added by someone) needs no pass. Distributed Secrets come in their slim form,
+// those of the own namespace as they are.
 func secretContent(o client.Object) any {
-	s, ok := o.(*corev1.Secret)
-	if !ok {
-		return nil
+	switch s := o.(type) {
+	case *slimSecret:
+		return struct {
+			Labels    map[string]string
+			Owners    any
+			Type      corev1.SecretType
+			Hash      [32]byte
+			Has       bool
+			OtherKeys []string
+			Del       bool
+		}{s.labels, s.ownerReferences, s.secretType, s.dataHash, s.hasData, s.otherKeys, s.deletionTimestamp != nil}
+	case *corev1.Secret:
+		return struct {
+			Labels map[string]string
+			Owners any
+			Type   corev1.SecretType
+			Data   map[string][]byte
+			Del    bool
+		}{s.Labels, s.OwnerReferences, s.Type, s.Data, s.DeletionTimestamp != nil}
 	}
-	return struct {
-		Labels map[string]string
-		Owners any
-		Type   corev1.SecretType
-		Data   map[string][]byte
-		Del    bool
-	}{s.Labels, s.OwnerReferences, s.Type, s.Data, s.DeletionTimestamp != nil}
+	return nil
 }

@@ -206,7 +206,7 @@ func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*
 	if err != nil {
 		return nil, &invalid{reason: "InvalidSpec", message: err.Error()}, nil
 	}
-	return &target{ips: ips, rule: rule, data: secretData{dockerConfigJSON: data}}, nil, nil
+	return &target{ips: ips, rule: rule, data: newSecretData(data)}, nil, nil
 }
 
 // describe renders field errors without their values, which could be credentials.
@@ -406,7 +406,9 @@ func (r *Reconciler) finalize(ctx context.Context, ips *tcrv1.ImagePullSecret) e
 		return nil
 	}
 	// The Secrets from the API server, not the cache: a Secret created a moment ago must go too.
-	secrets := &corev1.SecretList{}
+	// Their metadata is all a delete needs.
+	secrets := &metav1.PartialObjectMetadataList{}
+	secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
 	if err := r.reader.List(ctx, secrets, client.MatchingLabels{
 		tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: OwnerLabelValue(ips.Name),
 	}); err != nil {
@@ -417,10 +419,10 @@ func (r *Reconciler) finalize(ctx context.Context, ips *tcrv1.ImagePullSecret) e
 		errs[i] = r.deleteSecret(ctx, &secrets.Items[i])
 	})
 	secretName := ips.SecretName()
-	var refs []*corev1.ServiceAccount
+	var refs []*slimServiceAccount
 	for _, cached := range r.store.allServiceAccounts() {
-		o := r.tracker.overlay(kindServiceAccount, cached.Namespace, cached.Name, cached)
-		if sa, ok := o.(*corev1.ServiceAccount); ok && sa != nil && slices.ContainsFunc(sa.ImagePullSecrets,
+		o := r.tracker.overlay(kindServiceAccount, cached.namespace, cached.name, cached)
+		if sa, ok := o.(*slimServiceAccount); ok && sa != nil && slices.ContainsFunc(sa.imagePullSecrets,
 			func(ref corev1.LocalObjectReference) bool { return ref.Name == secretName }) {
 			refs = append(refs, sa)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -105,8 +106,8 @@ func nsFacts(ns *metav1.PartialObjectMetadata) engine.Namespace {
 	return engine.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
 }
 
-func saFacts(sa *corev1.ServiceAccount) engine.ServiceAccount {
-	return engine.ServiceAccount{Name: sa.Name, Namespace: sa.Namespace, Labels: sa.Labels, Annotations: sa.Annotations}
+func saFacts(sa *slimServiceAccount) engine.ServiceAccount {
+	return engine.ServiceAccount{Name: sa.name, Namespace: sa.namespace, Labels: sa.labels, Annotations: sa.annotations}
 }
 
 // syncNamespace brings one namespace in line with one ImagePullSecret: the Secret and the
@@ -146,39 +147,39 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 		res.foreign = failure.Reason == ReasonSecretNotOwned
 	case secret != nil:
 		res.secretOK = true
-		res.secretCreated = secret.CreationTimestamp
+		res.secretCreated = secret.creationTimestamp
 	}
 
 	for _, sa := range r.serviceAccounts(ns.Name) {
 		want, err := t.rule.MatchServiceAccount(nsFacts(ns), saFacts(sa))
 		if err != nil {
 			res.failures = append(res.failures, tcrv1.TargetFailure{
-				Kind: kindServiceAccount, NamespacedName: sa.Namespace + "/" + sa.Name, Reason: ReasonRuleEvaluationFailed,
+				Kind: kindServiceAccount, NamespacedName: sa.namespace + "/" + sa.name, Reason: ReasonRuleEvaluationFailed,
 				Message: fmt.Sprintf("evaluating the ServiceAccount rule failed: %v", err),
 			})
 			continue
 		}
 		if want && !res.secretOK {
 			// Never point a ServiceAccount at a Secret we do not hold (or a foreign one).
-			res.sas = append(res.sas, saResult{name: sa.Name, ok: false})
+			res.sas = append(res.sas, saResult{name: sa.name, ok: false})
 			continue
 		}
-		key := targetKey{uid: t.ips.UID, kind: kindServiceAccount, namespace: sa.Namespace, name: sa.Name}
+		key := targetKey{uid: t.ips.UID, kind: kindServiceAccount, namespace: sa.namespace, name: sa.name}
 		changed, err := r.patchServiceAccount(ctx, sa, secretName, want)
 		if err != nil {
 			errs = append(errs, err)
 			r.writeFailed(t, key, err)
 			if want {
-				res.sas = append(res.sas, saResult{name: sa.Name})
+				res.sas = append(res.sas, saResult{name: sa.name})
 				res.failures = append(res.failures, tcrv1.TargetFailure{
-					Kind: kindServiceAccount, NamespacedName: sa.Namespace + "/" + sa.Name, Reason: ReasonWriteFailed, Message: err.Error(),
+					Kind: kindServiceAccount, NamespacedName: sa.namespace + "/" + sa.name, Reason: ReasonWriteFailed, Message: err.Error(),
 				})
 			}
 			continue
 		}
 		r.memory.resolved(key)
 		if want {
-			res.sas = append(res.sas, saResult{name: sa.Name, ok: true})
+			res.sas = append(res.sas, saResult{name: sa.name, ok: true})
 			if changed {
 				r.memory.wrote(key, now())
 			}
@@ -196,12 +197,12 @@ func now() metav1.Time { return metav1.NewTime(time.Now().Truncate(time.Second))
 
 // serviceAccounts returns the ServiceAccounts of a namespace from the cache, overlaid with this
 // controller's own recent writes. The objects are shared with the cache: never modify them.
-func (r *Reconciler) serviceAccounts(namespace string) []*corev1.ServiceAccount {
+func (r *Reconciler) serviceAccounts(namespace string) []*slimServiceAccount {
 	cached := r.store.serviceAccountsIn(namespace)
 	out := cached[:0]
 	for _, sa := range cached {
-		if o := r.tracker.overlay(kindServiceAccount, namespace, sa.Name, sa); o != nil {
-			out = append(out, o.(*corev1.ServiceAccount))
+		if o := r.tracker.overlay(kindServiceAccount, namespace, sa.name, sa); o != nil {
+			out = append(out, o.(*slimServiceAccount))
 		}
 	}
 	return out
@@ -209,24 +210,25 @@ func (r *Reconciler) serviceAccounts(namespace string) []*corev1.ServiceAccount 
 
 // cachedSecret returns the labelled Secret namespace/name from the cache overlaid with this
 // controller's recent writes, or nil. The object may be shared with the cache: never modify it.
-func (r *Reconciler) cachedSecret(namespace, name string) *corev1.Secret {
+func (r *Reconciler) cachedSecret(namespace, name string) *slimSecret {
 	var cached client.Object
 	if s := r.store.secret(namespace, name); s != nil {
 		cached = s
 	}
 	if o := r.tracker.overlay(kindSecret, namespace, name, cached); o != nil {
-		return o.(*corev1.Secret)
+		return o.(*slimSecret)
 	}
 	return nil
 }
 
 // owns reports whether s is the Secret distributed for ips (possibly by an earlier incarnation
 // of an ImagePullSecret of the same name, whose Secret is then re-owned).
-func owns(ips *tcrv1.ImagePullSecret, s *corev1.Secret) bool {
-	if s.Labels[tcrv1.ManagedByLabel] != tcrv1.ManagedByValue || s.Labels[tcrv1.OwnerLabel] != OwnerLabelValue(ips.Name) {
+func owns(ips *tcrv1.ImagePullSecret, s metav1.Object) bool {
+	l := s.GetLabels()
+	if l[tcrv1.ManagedByLabel] != tcrv1.ManagedByValue || l[tcrv1.OwnerLabel] != OwnerLabelValue(ips.Name) {
 		return false
 	}
-	ref := metav1.GetControllerOf(s)
+	ref := metav1.GetControllerOfNoCopy(s)
 	return ref != nil && ref.Kind == "ImagePullSecret" && ref.Name == ips.Name &&
 		ref.APIVersion == tcrv1.GroupVersion.String()
 }
@@ -253,25 +255,25 @@ func controllerRef(ips *tcrv1.ImagePullSecret) metav1.OwnerReference {
 	}
 }
 
-func hasControllerRef(s *corev1.Secret, ips *tcrv1.ImagePullSecret) bool {
-	ref := metav1.GetControllerOf(s)
+func hasControllerRef(s metav1.Object, ips *tcrv1.ImagePullSecret) bool {
+	ref := metav1.GetControllerOfNoCopy(s)
 	return ref != nil && ref.UID == ips.UID
 }
 
 // ensureSecret makes the Secret of t exist in namespace with the desired content. It returns the
 // Secret, or a failure when a foreign Secret holds the name, or an error.
-func (r *Reconciler) ensureSecret(ctx context.Context, t *target, namespace string) (*corev1.Secret, *tcrv1.TargetFailure, error) {
+func (r *Reconciler) ensureSecret(ctx context.Context, t *target, namespace string) (*slimSecret, *tcrv1.TargetFailure, error) {
 	name := t.ips.SecretName()
 	key := targetKey{uid: t.ips.UID, kind: kindSecret, namespace: namespace, name: name}
 	cur := r.cachedSecret(namespace, name)
 	if cur == nil && r.memory.isForeign(key) {
 		// A foreign Secret is not in our label-filtered cache: check it with a read, not a create.
-		live := &corev1.Secret{}
-		switch err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, live); {
-		case apierrors.IsNotFound(err):
-			r.memory.setForeign(key, false)
+		live, err := r.liveSecret(ctx, namespace, name)
+		switch {
 		case err != nil:
-			return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+			return nil, nil, err
+		case live == nil:
+			r.memory.setForeign(key, false)
 		case !owns(t.ips, live):
 			return nil, r.foreignSecret(ctx, t, key), nil
 		default:
@@ -284,23 +286,21 @@ func (r *Reconciler) ensureSecret(ctx context.Context, t *target, namespace stri
 			s := r.desiredSecret(t, namespace)
 			err := r.client.Create(ctx, s)
 			if err == nil {
-				r.tracker.wrote(kindSecret, s)
+				cur = newSlimSecret(s)
+				r.tracker.wrote(kindSecret, cur)
 				r.memory.wrote(key, now())
 				r.memory.resolved(key)
 				ctrl.LoggerFrom(ctx).V(1).Info("Created Secret", "secret", namespace+"/"+name)
-				return s, nil, nil
+				return cur, nil, nil
 			}
 			if !apierrors.IsAlreadyExists(err) || attempt >= maxConflictRetries {
 				return nil, nil, fmt.Errorf("creating Secret %s/%s: %w", namespace, name, err)
 			}
-			live := &corev1.Secret{}
-			if err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, live); err != nil {
-				if apierrors.IsNotFound(err) {
-					continue
-				}
-				return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+			live, err := r.liveSecret(ctx, namespace, name)
+			if err != nil {
+				return nil, nil, err
 			}
-			if !owns(t.ips, live) {
+			if live != nil && !owns(t.ips, live) {
 				r.memory.setForeign(key, true)
 				return nil, r.foreignSecret(ctx, t, key), nil
 			}
@@ -310,10 +310,9 @@ func (r *Reconciler) ensureSecret(ctx context.Context, t *target, namespace stri
 		if !owns(t.ips, cur) {
 			return nil, r.foreignSecret(ctx, t, key), nil
 		}
-		if cur.Type != corev1.SecretTypeDockerConfigJson {
+		if cur.secretType != corev1.SecretTypeDockerConfigJson {
 			// The type is immutable: replace the Secret.
-			uid := cur.UID
-			if err := r.client.Delete(ctx, cur, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
+			if err := r.client.Delete(ctx, secretRef(cur), client.Preconditions{UID: &cur.uid}); err != nil && !apierrors.IsNotFound(err) {
 				return nil, nil, fmt.Errorf("deleting Secret %s/%s of the wrong type: %w", namespace, name, err)
 			}
 			r.tracker.deleted(kindSecret, cur)
@@ -324,13 +323,9 @@ func (r *Reconciler) ensureSecret(ctx context.Context, t *target, namespace stri
 			r.memory.resolved(key)
 			return cur, nil, nil
 		}
-		orig := cur.DeepCopy()
-		cur = cur.DeepCopy()
-		cur.Data = map[string][]byte{corev1.DockerConfigJsonKey: t.data.dockerConfigJSON}
-		cur.OwnerReferences = []metav1.OwnerReference{controllerRef(t.ips)}
-		err := r.client.Patch(ctx, cur, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		patched, err := r.patchSecret(ctx, t, cur)
 		if err == nil {
-			cur.ManagedFields = nil
+			cur = newSlimSecret(patched)
 			r.tracker.wrote(kindSecret, cur)
 			r.memory.wrote(key, now())
 			r.memory.resolved(key)
@@ -340,15 +335,51 @@ func (r *Reconciler) ensureSecret(ctx context.Context, t *target, namespace stri
 		if !(apierrors.IsConflict(err) || apierrors.IsNotFound(err)) || attempt >= maxConflictRetries {
 			return nil, nil, fmt.Errorf("updating Secret %s/%s: %w", namespace, name, err)
 		}
-		live := &corev1.Secret{}
-		if err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, live); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
-			}
-			live = nil
+		if cur, err = r.liveSecret(ctx, namespace, name); err != nil {
+			return nil, nil, err
 		}
-		cur = live
 	}
+}
+
+// liveSecret reads namespace/name from the API server, or returns nil if it does not exist.
+func (r *Reconciler) liveSecret(ctx context.Context, namespace, name string) (*slimSecret, error) {
+	live := &corev1.Secret{}
+	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	return newSlimSecret(live), nil
+}
+
+// patchSecret writes what differs of the desired data and controller reference over cur, with a
+// merge patch guarded by cur's resourceVersion; any other data key is removed. It returns the
+// Secret as the API server stored it.
+func (r *Reconciler) patchSecret(ctx context.Context, t *target, cur *slimSecret) (*corev1.Secret, error) {
+	meta := map[string]any{"resourceVersion": cur.resourceVersion}
+	if !hasControllerRef(cur, t.ips) {
+		meta["ownerReferences"] = []metav1.OwnerReference{controllerRef(t.ips)}
+	}
+	p := map[string]any{"metadata": meta}
+	if !t.data.matches(cur) {
+		data := map[string]any{corev1.DockerConfigJsonKey: t.data.dockerConfigJSON}
+		for _, k := range cur.otherKeys {
+			data[k] = nil
+		}
+		p["data"] = data
+	}
+	patch, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	s := secretRef(cur)
+	return s, r.client.Patch(ctx, s, client.RawPatch(types.MergePatchType, patch))
+}
+
+// secretRef is a Secret object naming s, to address requests.
+func secretRef(s metav1.Object) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.GetNamespace(), Name: s.GetName()}}
 }
 
 // foreignSecret reports that a Secret this controller does not own holds the name, with one
@@ -377,48 +408,58 @@ func (r *Reconciler) writeFailed(t *target, key targetKey, err error) {
 
 // patchServiceAccount adds (want) or removes (!want) the reference to secretName in the
 // imagePullSecrets of sa, keeping every other entry in order and never adding a duplicate. The
-// list is atomic, so the write is a merge patch guarded by resourceVersion, re-read and retried
-// on conflict. sa may be shared with the cache and is not modified.
-func (r *Reconciler) patchServiceAccount(ctx context.Context, sa *corev1.ServiceAccount, secretName string, want bool) (bool, error) {
+// list is atomic, so the write is a merge patch of the whole list guarded by resourceVersion,
+// re-read and retried on conflict. sa may be shared with the cache and is not modified.
+func (r *Reconciler) patchServiceAccount(ctx context.Context, sa *slimServiceAccount, secretName string, want bool) (bool, error) {
 	cur := sa
 	for attempt := 0; ; attempt++ {
-		has := slices.ContainsFunc(cur.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == secretName })
+		has := slices.ContainsFunc(cur.imagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == secretName })
 		if has == want {
 			return false, nil
 		}
-		orig := cur
-		cur = cur.DeepCopy()
+		var refs []corev1.LocalObjectReference
 		if want {
-			cur.ImagePullSecrets = append(cur.ImagePullSecrets, corev1.LocalObjectReference{Name: secretName})
+			refs = append(slices.Clip(cur.imagePullSecrets), corev1.LocalObjectReference{Name: secretName})
 		} else {
-			cur.ImagePullSecrets = slices.DeleteFunc(cur.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == secretName })
+			refs = slices.DeleteFunc(slices.Clone(cur.imagePullSecrets), func(ref corev1.LocalObjectReference) bool { return ref.Name == secretName })
 		}
-		err := r.client.Patch(ctx, cur, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		var list any = refs
+		if len(refs) == 0 {
+			list = nil // removes the field, as the API server omits an empty list
+		}
+		patch, err := json.Marshal(map[string]any{
+			"metadata":         map[string]any{"resourceVersion": cur.resourceVersion},
+			"imagePullSecrets": list,
+		})
+		if err != nil {
+			return false, err
+		}
+		obj := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: sa.namespace, Name: sa.name}}
+		err = r.client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch))
 		if err == nil {
-			cur.ManagedFields, cur.Secrets = nil, nil
-			r.tracker.wrote(kindServiceAccount, cur)
+			r.tracker.wrote(kindServiceAccount, newSlimServiceAccount(obj))
 			verb := "Added"
 			if !want {
 				verb = "Removed"
 			}
 			ctrl.LoggerFrom(ctx).V(1).Info(verb+" image pull secret reference on ServiceAccount",
-				"serviceAccount", cur.Namespace+"/"+cur.Name, "secret", secretName)
+				"serviceAccount", sa.namespace+"/"+sa.name, "secret", secretName)
 			return true, nil
 		}
 		if apierrors.IsNotFound(err) {
 			return false, nil
 		}
 		if !apierrors.IsConflict(err) || attempt >= maxConflictRetries {
-			return false, fmt.Errorf("patching imagePullSecrets of ServiceAccount %s/%s: %w", sa.Namespace, sa.Name, err)
+			return false, fmt.Errorf("patching imagePullSecrets of ServiceAccount %s/%s: %w", sa.namespace, sa.name, err)
 		}
 		fresh := &corev1.ServiceAccount{}
-		if err := r.reader.Get(ctx, client.ObjectKeyFromObject(sa), fresh); err != nil {
+		if err := r.reader.Get(ctx, types.NamespacedName{Namespace: sa.namespace, Name: sa.name}, fresh); err != nil {
 			if apierrors.IsNotFound(err) {
 				return false, nil
 			}
-			return false, fmt.Errorf("reading ServiceAccount %s/%s: %w", sa.Namespace, sa.Name, err)
+			return false, fmt.Errorf("reading ServiceAccount %s/%s: %w", sa.namespace, sa.name, err)
 		}
-		cur = fresh
+		cur = newSlimServiceAccount(fresh)
 	}
 }
 
@@ -426,7 +467,7 @@ func (r *Reconciler) patchServiceAccount(ctx context.Context, sa *corev1.Service
 // it owns it) and its reference from every ServiceAccount there.
 func (r *Reconciler) cleanNamespace(ctx context.Context, ips string, uid types.UID, namespace string) error {
 	secretName := tcrv1.SecretNamePrefix + ips
-	if s := r.cachedSecret(namespace, secretName); s != nil && s.Labels[tcrv1.ManagedByLabel] == tcrv1.ManagedByValue && s.Labels[tcrv1.OwnerLabel] == OwnerLabelValue(ips) {
+	if s := r.cachedSecret(namespace, secretName); s != nil && s.labels[tcrv1.ManagedByLabel] == tcrv1.ManagedByValue && s.labels[tcrv1.OwnerLabel] == OwnerLabelValue(ips) {
 		if err := r.deleteSecret(ctx, s); err != nil {
 			return err
 		}
@@ -439,18 +480,19 @@ func (r *Reconciler) cleanNamespace(ctx context.Context, ips string, uid types.U
 			return err
 		}
 		if uid != "" {
-			r.memory.forgetTarget(targetKey{uid: uid, kind: kindServiceAccount, namespace: namespace, name: sa.Name})
+			r.memory.forgetTarget(targetKey{uid: uid, kind: kindServiceAccount, namespace: namespace, name: sa.name})
 		}
 	}
 	return nil
 }
 
-func (r *Reconciler) deleteSecret(ctx context.Context, s *corev1.Secret) error {
-	uid := s.UID
-	if err := r.client.Delete(ctx, s, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("deleting Secret %s/%s: %w", s.Namespace, s.Name, err)
+// deleteSecret deletes s, the version with its UID only.
+func (r *Reconciler) deleteSecret(ctx context.Context, s client.Object) error {
+	uid := s.GetUID()
+	if err := r.client.Delete(ctx, secretRef(s), client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting Secret %s/%s: %w", s.GetNamespace(), s.GetName(), err)
 	}
 	r.tracker.deleted(kindSecret, s)
-	ctrl.LoggerFrom(ctx).V(1).Info("Deleted Secret", "secret", s.Namespace+"/"+s.Name)
+	ctrl.LoggerFrom(ctx).V(1).Info("Deleted Secret", "secret", s.GetNamespace()+"/"+s.GetName())
 	return nil
 }

@@ -47,7 +47,7 @@ func TestRenderDockerConfig(t *testing.T) {
 }
 
 func TestSecretDataMatches(t *testing.T) {
-	want := secretData{dockerConfigJSON: []byte(`{"auths":{}}`)}
+	want := newSecretData([]byte(`{"auths":{}}`))
 	tests := map[string]struct {
 		secret corev1.Secret
 		want   bool
@@ -65,10 +65,13 @@ func TestSecretDataMatches(t *testing.T) {
 		"another type does not match": {
 			secret: corev1.Secret{Type: corev1.SecretTypeOpaque, Data: map[string][]byte{".dockerconfigjson": []byte(`{"auths":{}}`)}},
 		},
+		"no data does not match": {
+			secret: corev1.Secret{Type: corev1.SecretTypeDockerConfigJson},
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			assert.Equal(t, tc.want, want.matches(&tc.secret))
+			assert.Equal(t, tc.want, want.matches(newSlimSecret(&tc.secret)))
 		})
 	}
 }
@@ -341,4 +344,59 @@ func TestTrackerEcho(t *testing.T) {
 			assert.False(t, tr.observed(kindServiceAccount, tc.observed, tc.gone), "an expectation is met once")
 		})
 	}
+}
+
+func TestSlimTransform(t *testing.T) {
+	yes := true
+	owner := metav1.OwnerReference{APIVersion: "tcr.tencentcloudcr.com/v1", Kind: "ImagePullSecret", Name: "x", UID: "u", Controller: &yes}
+	in := &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "ns", Name: "default", ResourceVersion: "7", UID: "sa-uid",
+			Labels:      map[string]string{"team": "a"},
+			Annotations: map[string]string{"note": "kept", lastAppliedAnnotation: "{...}"},
+		},
+		Secrets:          []corev1.ObjectReference{{Name: "token"}},
+		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "other"}, {Name: "tcr.ipsx"}},
+	}
+	got, err := slimTransform(in)
+	require.NoError(t, err)
+	sa, ok := got.(*slimServiceAccount)
+	require.True(t, ok, "got %T", got)
+	assert.Equal(t, "ns", sa.GetNamespace())
+	assert.Equal(t, "default", sa.GetName())
+	assert.Equal(t, "7", sa.GetResourceVersion())
+	assert.Equal(t, map[string]string{"team": "a"}, sa.GetLabels())
+	assert.Equal(t, map[string]string{"note": "kept"}, sa.GetAnnotations(), "the last-applied annotation is dropped")
+	assert.Equal(t, []corev1.LocalObjectReference{{Name: "other"}, {Name: "tcr.ipsx"}}, sa.imagePullSecrets)
+	again, err := slimTransform(sa)
+	require.NoError(t, err)
+	assert.Same(t, sa, again, "the transform is idempotent")
+
+	c := sa.DeepCopyObject().(*slimServiceAccount)
+	c.labels["team"] = "b"
+	c.imagePullSecrets[0].Name = "changed"
+	assert.Equal(t, "a", sa.labels["team"], "a deep copy shares no map")
+	assert.Equal(t, "other", sa.imagePullSecrets[0].Name, "a deep copy shares no slice")
+
+	data := []byte(`{"auths":{}}`)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tcr.ipsx", OwnerReferences: []metav1.OwnerReference{owner}},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: data, "b": nil, "a": nil},
+	}
+	got, err = slimTransform(secret)
+	require.NoError(t, err)
+	s, ok := got.(*slimSecret)
+	require.True(t, ok, "got %T", got)
+	assert.Equal(t, sha256.Sum256(data), s.dataHash)
+	assert.True(t, s.hasData)
+	assert.Equal(t, []string{"a", "b"}, s.otherKeys)
+	assert.Equal(t, corev1.SecretTypeDockerConfigJson, s.secretType)
+	assert.Equal(t, "x", ownerName(&slimSecret{slimMeta: slimMeta{
+		labels:          map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: "x"},
+		ownerReferences: []metav1.OwnerReference{owner},
+	}}))
+	sc := s.DeepCopyObject().(*slimSecret)
+	sc.ownerReferences[0].Name = "y"
+	assert.Equal(t, "x", s.ownerReferences[0].Name, "a deep copy shares no owner reference")
 }

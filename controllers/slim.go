@@ -1,0 +1,152 @@
+package controllers
+
+import (
+	"crypto/sha256"
+	"maps"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// The cache keeps ServiceAccounts and distributed Secrets in the slim forms below rather than as
+// the API types: at 10,000 namespaces it holds 40,000 of them, and the API types carry what the
+// reconciler never reads (a ServiceAccount's token Secrets, a Secret's data, whose digest is
+// enough, and the many empty fields of ObjectMeta). The informers' transforms build them, the
+// reconciler reads them through store, and the tracker keeps the objects it wrote in the same
+// form. They are never sent to the API server.
+
+// slimMeta is the metadata the reconciler reads. It implements metav1.Object so that informers,
+// handlers and the tracker can use it; the fields it does not keep read as empty.
+type slimMeta struct {
+	namespace, name, resourceVersion string
+	uid                              types.UID
+	creationTimestamp                metav1.Time
+	deletionTimestamp                *metav1.Time
+	labels, annotations              map[string]string
+	ownerReferences                  []metav1.OwnerReference
+}
+
+// newSlimMeta takes over the maps and slices of m, which must not be used afterwards. The
+// last-applied-configuration annotation is dropped: rules may read annotations, but this one
+// only repeats the object and can be large.
+func newSlimMeta(m *metav1.ObjectMeta) slimMeta {
+	if _, ok := m.Annotations[lastAppliedAnnotation]; ok {
+		delete(m.Annotations, lastAppliedAnnotation)
+	}
+	return slimMeta{
+		namespace: m.Namespace, name: m.Name, resourceVersion: m.ResourceVersion, uid: m.UID,
+		creationTimestamp: m.CreationTimestamp, deletionTimestamp: m.DeletionTimestamp,
+		labels: m.Labels, annotations: m.Annotations, ownerReferences: m.OwnerReferences,
+	}
+}
+
+func (m *slimMeta) GetNamespace() string                          { return m.namespace }
+func (m *slimMeta) SetNamespace(v string)                         { m.namespace = v }
+func (m *slimMeta) GetName() string                               { return m.name }
+func (m *slimMeta) SetName(v string)                              { m.name = v }
+func (m *slimMeta) GetGenerateName() string                       { return "" }
+func (m *slimMeta) SetGenerateName(string)                        {}
+func (m *slimMeta) GetUID() types.UID                             { return m.uid }
+func (m *slimMeta) SetUID(v types.UID)                            { m.uid = v }
+func (m *slimMeta) GetResourceVersion() string                    { return m.resourceVersion }
+func (m *slimMeta) SetResourceVersion(v string)                   { m.resourceVersion = v }
+func (m *slimMeta) GetGeneration() int64                          { return 0 }
+func (m *slimMeta) SetGeneration(int64)                           {}
+func (m *slimMeta) GetSelfLink() string                           { return "" }
+func (m *slimMeta) SetSelfLink(string)                            {}
+func (m *slimMeta) GetCreationTimestamp() metav1.Time             { return m.creationTimestamp }
+func (m *slimMeta) SetCreationTimestamp(v metav1.Time)            { m.creationTimestamp = v }
+func (m *slimMeta) GetDeletionTimestamp() *metav1.Time            { return m.deletionTimestamp }
+func (m *slimMeta) SetDeletionTimestamp(v *metav1.Time)           { m.deletionTimestamp = v }
+func (m *slimMeta) GetDeletionGracePeriodSeconds() *int64         { return nil }
+func (m *slimMeta) SetDeletionGracePeriodSeconds(*int64)          {}
+func (m *slimMeta) GetLabels() map[string]string                  { return m.labels }
+func (m *slimMeta) SetLabels(v map[string]string)                 { m.labels = v }
+func (m *slimMeta) GetAnnotations() map[string]string             { return m.annotations }
+func (m *slimMeta) SetAnnotations(v map[string]string)            { m.annotations = v }
+func (m *slimMeta) GetFinalizers() []string                       { return nil }
+func (m *slimMeta) SetFinalizers([]string)                        {}
+func (m *slimMeta) GetOwnerReferences() []metav1.OwnerReference   { return m.ownerReferences }
+func (m *slimMeta) SetOwnerReferences(v []metav1.OwnerReference)  { m.ownerReferences = v }
+func (m *slimMeta) GetManagedFields() []metav1.ManagedFieldsEntry { return nil }
+func (m *slimMeta) SetManagedFields([]metav1.ManagedFieldsEntry)  {}
+func (m *slimMeta) GetObjectKind() schema.ObjectKind              { return schema.EmptyObjectKind }
+
+func (m *slimMeta) deepCopy() slimMeta {
+	c := *m
+	c.labels, c.annotations = maps.Clone(m.labels), maps.Clone(m.annotations)
+	if m.deletionTimestamp != nil {
+		c.deletionTimestamp = m.deletionTimestamp.DeepCopy()
+	}
+	c.ownerReferences = make([]metav1.OwnerReference, len(m.ownerReferences))
+	for i := range m.ownerReferences {
+		m.ownerReferences[i].DeepCopyInto(&c.ownerReferences[i])
+	}
+	if m.ownerReferences == nil {
+		c.ownerReferences = nil
+	}
+	return c
+}
+
+// slimServiceAccount is a cached ServiceAccount: its metadata and imagePullSecrets.
+type slimServiceAccount struct {
+	slimMeta
+	imagePullSecrets []corev1.LocalObjectReference
+}
+
+func newSlimServiceAccount(sa *corev1.ServiceAccount) *slimServiceAccount {
+	return &slimServiceAccount{slimMeta: newSlimMeta(&sa.ObjectMeta), imagePullSecrets: sa.ImagePullSecrets}
+}
+
+// DeepCopyObject implements runtime.Object.
+func (s *slimServiceAccount) DeepCopyObject() runtime.Object {
+	return &slimServiceAccount{slimMeta: s.deepCopy(), imagePullSecrets: slices.Clone(s.imagePullSecrets)}
+}
+
+// slimSecret is a cached distributed Secret: its metadata, its type and the digest of its data.
+type slimSecret struct {
+	slimMeta
+	secretType corev1.SecretType
+	// dataHash is the SHA-256 of data[.dockerconfigjson], and hasData whether that key is there.
+	dataHash [sha256.Size]byte
+	hasData  bool
+	// otherKeys are the names of any other keys of data, which a distributed Secret must not have.
+	otherKeys []string
+}
+
+func newSlimSecret(s *corev1.Secret) *slimSecret {
+	out := &slimSecret{slimMeta: newSlimMeta(&s.ObjectMeta), secretType: s.Type}
+	for k, v := range s.Data {
+		if k == corev1.DockerConfigJsonKey {
+			out.dataHash, out.hasData = sha256.Sum256(v), true
+		} else {
+			out.otherKeys = append(out.otherKeys, k)
+		}
+	}
+	slices.Sort(out.otherKeys)
+	return out
+}
+
+// DeepCopyObject implements runtime.Object.
+func (s *slimSecret) DeepCopyObject() runtime.Object {
+	c := *s
+	c.slimMeta = s.deepCopy()
+	c.otherKeys = slices.Clone(s.otherKeys)
+	return &c
+}
+
+// slimTransform converts what the informers receive into the slim forms; it is idempotent, as
+// informers may hand an object to their transform again.
+func slimTransform(in any) (any, error) {
+	switch o := in.(type) {
+	case *corev1.ServiceAccount:
+		return newSlimServiceAccount(o), nil
+	case *corev1.Secret:
+		return newSlimSecret(o), nil
+	}
+	return in, nil
+}
