@@ -118,13 +118,7 @@ func TestTrackerOverlay(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tr := newTracker()
-			if tc.wrote != nil {
-				tr.wrote(kindServiceAccount, tc.wrote)
-			}
-			if tc.deleted != nil {
-				tr.deleted(kindServiceAccount, tc.deleted)
-			}
+			tr := trackerWith(tc.wrote, tc.deleted)
 			if tc.observed != nil {
 				tr.observed(kindServiceAccount, tc.observed, false)
 			}
@@ -317,6 +311,19 @@ func TestFirstEntries(t *testing.T) {
 	assert.Equal(t, []string{"a-b/default", "a/default", "b/default"}, got)
 }
 
+// trackerWith returns a tracker that remembers writing wrote and deleting deleted (either may be
+// nil), both ServiceAccounts.
+func trackerWith(wrote, deleted client.Object) *tracker {
+	tr := newTracker()
+	if wrote != nil {
+		tr.wrote(kindServiceAccount, wrote)
+	}
+	if deleted != nil {
+		tr.deleted(kindServiceAccount, deleted)
+	}
+	return tr
+}
+
 func TestTrackerEcho(t *testing.T) {
 	tests := map[string]struct {
 		wrote, deleted client.Object
@@ -333,13 +340,7 @@ func TestTrackerEcho(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tr := newTracker()
-			if tc.wrote != nil {
-				tr.wrote(kindServiceAccount, tc.wrote)
-			}
-			if tc.deleted != nil {
-				tr.deleted(kindServiceAccount, tc.deleted)
-			}
+			tr := trackerWith(tc.wrote, tc.deleted)
 			assert.Equal(t, tc.want, tr.observed(kindServiceAccount, tc.observed, tc.gone))
 			assert.False(t, tr.observed(kindServiceAccount, tc.observed, tc.gone), "an expectation is met once")
 		})
