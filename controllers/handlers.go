@@ -70,13 +70,13 @@ func (r *Reconciler) namespaceHandler() handler.EventHandler {
 func (r *Reconciler) serviceAccountHandler() handler.EventHandler {
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) {
-			r.tracker.observed(kindServiceAccount, e.Object, false)
+			r.tracker.observed(kindServiceAccount, e.Object, nil, false)
 			if !e.IsInInitialList {
 				r.enqueueNamespace(ctx, q, e.Object.GetNamespace())
 			}
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
-			if r.tracker.observed(kindServiceAccount, e.ObjectNew, false) {
+			if r.tracker.observed(kindServiceAccount, e.ObjectNew, e.ObjectOld, false) {
 				return // the echo of our own patch
 			}
 			o, ok1 := e.ObjectOld.(*slimServiceAccount)
@@ -90,7 +90,7 @@ func (r *Reconciler) serviceAccountHandler() handler.EventHandler {
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
-			r.tracker.observed(kindServiceAccount, e.Object, true)
+			r.tracker.observed(kindServiceAccount, e.Object, nil, true)
 			for _, ips := range r.imagePullSecrets(ctx) {
 				q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ips.Name}}, r.statusDelay(ips.Name))
 			}
@@ -106,7 +106,7 @@ func (r *Reconciler) secretHandler() handler.EventHandler {
 		if owner == "" {
 			return
 		}
-		echo := r.tracker.observed(kindSecret, s, gone)
+		echo := r.tracker.observed(kindSecret, s, old, gone)
 		if initial || echo || (old != nil && equality.Semantic.DeepEqual(secretContent(old), secretContent(s))) {
 			return
 		}

@@ -102,6 +102,34 @@ func (m *memory) wrote(k targetKey, at metav1.Time) {
 	m.written[lk] = list
 }
 
+// prune drops the remembered writes of one status list that the list does not show although
+// they sort before its last entry (or at all, when the list is not full): their targets went
+// away or stopped succeeding, and they would otherwise hold the places of targets that are shown.
+// Writes made at or after since, which a pass still running may have made, are kept.
+func (m *memory) prune(uid types.UID, kind string, shown []successEntry, since metav1.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	lk := listKey{uid, kind}
+	list := m.written[lk]
+	kept := list[:0]
+	j := 0 // shown and list are both sorted
+	for _, w := range list {
+		for j < len(shown) && compareTargets(shown[j].namespace, shown[j].name, w.namespace, w.name) < 0 {
+			j++
+		}
+		isShown := j < len(shown) && shown[j].namespace == w.namespace && shown[j].name == w.name
+		beyond := len(shown) == m.limit && j == len(shown)
+		if isShown || beyond || !w.at.Before(&since) {
+			kept = append(kept, w)
+		}
+	}
+	if len(kept) == 0 {
+		delete(m.written, lk)
+		return
+	}
+	m.written[lk] = kept
+}
+
 // writtenAt returns when this controller last wrote target k, if it remembers.
 func (m *memory) writtenAt(k targetKey) (metav1.Time, bool) {
 	m.mu.Lock()

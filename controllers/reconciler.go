@@ -138,6 +138,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.client = client.WithFieldOwner(mgr.GetClient(), FieldManager)
 	r.reader = mgr.GetAPIReader()
 	r.recorder = mgr.GetEventRecorder(FieldManager)
+	if r.opts.Namespace == "" {
+		return errors.New("the controller's own namespace must be set")
+	}
 	s, err := newStore(context.Background(), mgr.GetCache())
 	if err != nil {
 		return err
@@ -153,7 +156,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return fmt.Errorf("creating the cache of namespace %s: %w", r.opts.Namespace, err)
 	}
-	if err := mgr.Add(own); err != nil {
+	if err := mgr.Add(ownCache{own}); err != nil {
 		return err
 	}
 	r.own = own
@@ -167,6 +170,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
 		Complete(r)
 }
+
+// ownCache runs on every replica, leader or not, as the manager's own cache does, so that a
+// standby replica is warm when it takes over.
+type ownCache struct{ cache.Cache }
+
+func (ownCache) NeedLeaderElection() bool { return false }
 
 // Reconcile dispatches a key to the full pass or the pair pass.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -307,7 +316,7 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 	r.mu.Lock()
 	r.passTime[ips.Name] = time.Since(start)
 	r.mu.Unlock()
-	st, ready := r.buildStatus(ips, results)
+	st, ready := r.buildStatus(ips, results, start)
 	wasReady := isReady(&ips.Status)
 	if err := r.writeStatus(ctx, ips, st); err != nil {
 		if apierrors.IsConflict(err) {

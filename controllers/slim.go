@@ -17,7 +17,9 @@ import (
 // reconciler never reads (a ServiceAccount's token Secrets, a Secret's data, whose digest is
 // enough, and the many empty fields of ObjectMeta). The informers' transforms build them, the
 // reconciler reads them through store, and the tracker keeps the objects it wrote in the same
-// form. They are never sent to the API server.
+// form. They are never sent to the API server. Read Secrets and ServiceAccounts through store,
+// never through the manager's cached client: it holds these forms, and a Get or List of the API
+// types fails with "cache had type ..., but ... was asked for".
 
 // slimMeta is the metadata the reconciler reads. It implements metav1.Object so that informers,
 // handlers and the tracker can use it; the fields it does not keep read as empty.

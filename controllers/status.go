@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -41,11 +42,12 @@ func (f *firstEntries) add(e successEntry) {
 	}
 }
 
-// buildStatus computes the status of ips from the results of a full pass: exact counters, the
-// success lists sorted and capped, the failures sorted and capped, and the Ready condition. The
-// updatedAt of a target is when this controller last wrote it, else what the status already
-// said, else the creation of the Secret: it never moves on a pass that wrote nothing.
-func (r *Reconciler) buildStatus(ips *tcrv1.ImagePullSecret, results []nsResult) (*tcrv1.ImagePullSecretStatus, bool) {
+// buildStatus computes the status of ips from the results of a full pass that started at since:
+// exact counters, the success lists sorted and capped, the failures sorted and capped, and the
+// Ready condition. The updatedAt of a target is when this controller last wrote it, else what
+// the status already said, else the creation of the Secret: it never moves on a pass that wrote
+// nothing.
+func (r *Reconciler) buildStatus(ips *tcrv1.ImagePullSecret, results []nsResult, since time.Time) (*tcrv1.ImagePullSecretStatus, bool) {
 	st := &tcrv1.ImagePullSecretStatus{
 		ObservedGeneration: ips.Generation,
 		Conditions:         slices.Clone(ips.Status.Conditions),
@@ -74,6 +76,9 @@ func (r *Reconciler) buildStatus(ips *tcrv1.ImagePullSecret, results []nsResult)
 	}
 	st.SecretUpdateSuccessful = r.successList(ips.UID, kindSecret, secrets.entries, ips.Status.SecretUpdateSuccessful)
 	st.ServiceAccountsModifySuccessful = r.successList(ips.UID, kindServiceAccount, sas.entries, ips.Status.ServiceAccountsModifySuccessful)
+	passStart := metav1.NewTime(since.Truncate(time.Second))
+	r.memory.prune(ips.UID, kindSecret, secrets.entries, passStart)
+	r.memory.prune(ips.UID, kindServiceAccount, sas.entries, passStart)
 	slices.SortFunc(failures, func(a, b tcrv1.TargetFailure) int {
 		return cmp.Or(cmp.Compare(a.NamespacedName, b.NamespacedName), cmp.Compare(a.Kind, b.Kind))
 	})

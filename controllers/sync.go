@@ -287,7 +287,7 @@ func (r *Reconciler) ensureSecret(ctx context.Context, t *target, namespace stri
 			err := r.client.Create(ctx, s)
 			if err == nil {
 				cur = newSlimSecret(s)
-				r.tracker.wrote(kindSecret, cur)
+				r.tracker.wrote(kindSecret, cur, "")
 				r.memory.wrote(key, now())
 				r.memory.resolved(key)
 				ctrl.LoggerFrom(ctx).V(1).Info("Created Secret", "secret", namespace+"/"+name)
@@ -312,10 +312,12 @@ func (r *Reconciler) ensureSecret(ctx context.Context, t *target, namespace stri
 		}
 		if cur.secretType != corev1.SecretTypeDockerConfigJson {
 			// The type is immutable: replace the Secret.
-			if err := r.client.Delete(ctx, secretRef(cur), client.Preconditions{UID: &cur.uid}); err != nil && !apierrors.IsNotFound(err) {
+			switch err := r.client.Delete(ctx, secretRef(cur), client.Preconditions{UID: &cur.uid}); {
+			case err == nil:
+				r.tracker.deleted(kindSecret, cur)
+			case !apierrors.IsNotFound(err):
 				return nil, nil, fmt.Errorf("deleting Secret %s/%s of the wrong type: %w", namespace, name, err)
 			}
-			r.tracker.deleted(kindSecret, cur)
 			cur = nil
 			continue
 		}
@@ -325,8 +327,9 @@ func (r *Reconciler) ensureSecret(ctx context.Context, t *target, namespace stri
 		}
 		patched, err := r.patchSecret(ctx, t, cur)
 		if err == nil {
+			base := cur.resourceVersion
 			cur = newSlimSecret(patched)
-			r.tracker.wrote(kindSecret, cur)
+			r.tracker.wrote(kindSecret, cur, base)
 			r.memory.wrote(key, now())
 			r.memory.resolved(key)
 			ctrl.LoggerFrom(ctx).V(1).Info("Updated Secret", "secret", namespace+"/"+name)
@@ -437,7 +440,7 @@ func (r *Reconciler) patchServiceAccount(ctx context.Context, sa *slimServiceAcc
 		obj := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: sa.namespace, Name: sa.name}}
 		err = r.client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch))
 		if err == nil {
-			r.tracker.wrote(kindServiceAccount, newSlimServiceAccount(obj))
+			r.tracker.wrote(kindServiceAccount, newSlimServiceAccount(obj), cur.resourceVersion)
 			verb := "Added"
 			if !want {
 				verb = "Removed"
@@ -489,10 +492,12 @@ func (r *Reconciler) cleanNamespace(ctx context.Context, ips string, uid types.U
 // deleteSecret deletes s, the version with its UID only.
 func (r *Reconciler) deleteSecret(ctx context.Context, s client.Object) error {
 	uid := s.GetUID()
-	if err := r.client.Delete(ctx, secretRef(s), client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+	switch err := r.client.Delete(ctx, secretRef(s), client.Preconditions{UID: &uid}); {
+	case err == nil:
+		r.tracker.deleted(kindSecret, s)
+		ctrl.LoggerFrom(ctx).V(1).Info("Deleted Secret", "secret", s.GetNamespace()+"/"+s.GetName())
+	case !apierrors.IsNotFound(err) && !apierrors.IsConflict(err):
 		return fmt.Errorf("deleting Secret %s/%s: %w", s.GetNamespace(), s.GetName(), err)
 	}
-	r.tracker.deleted(kindSecret, s)
-	ctrl.LoggerFrom(ctx).V(1).Info("Deleted Secret", "secret", s.GetNamespace()+"/"+s.GetName())
 	return nil
 }

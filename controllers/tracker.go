@@ -28,6 +28,7 @@ type trackKey struct {
 type expectation struct {
 	obj     client.Object // the object as the API server returned it; nil after a delete
 	rv      uint64        // its resourceVersion (after a delete: the one we deleted)
+	base    string        // the resourceVersion the write was made over; "" for a create
 	expires time.Time
 }
 
@@ -38,15 +39,16 @@ func resourceVersion(obj client.Object) (uint64, bool) {
 	return rv, err == nil
 }
 
-// wrote records obj as the API server returned it from a create, update or patch.
-func (t *tracker) wrote(kind string, obj client.Object) {
+// wrote records obj as the API server returned it from a create (base "") or from an update or
+// patch made over resourceVersion base.
+func (t *tracker) wrote(kind string, obj client.Object, base string) {
 	rv, ok := resourceVersion(obj)
 	if !ok {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.objs[trackKey{kind, obj.GetNamespace(), obj.GetName()}] = expectation{obj: obj, rv: rv, expires: time.Now().Add(expectationTTL)}
+	t.objs[trackKey{kind, obj.GetNamespace(), obj.GetName()}] = expectation{obj: obj, rv: rv, base: base, expires: time.Now().Add(expectationTTL)}
 }
 
 // deleted records that obj, as last seen, was deleted.
@@ -57,11 +59,13 @@ func (t *tracker) deleted(kind string, obj client.Object) {
 	t.objs[trackKey{kind, obj.GetNamespace(), obj.GetName()}] = expectation{rv: rv, expires: time.Now().Add(expectationTTL)}
 }
 
-// observed is called with every object the cache delivers; it forgets expectations the cache has
-// caught up with. gone is true for delete events. It reports whether the event is the echo of
-// this controller's own last write of the object (the very version it wrote, or its delete),
-// which needs no further pass.
-func (t *tracker) observed(kind string, obj client.Object, gone bool) (echo bool) {
+// observed is called with every object the cache delivers, and the version it replaces (nil for
+// a create or delete); it forgets expectations the cache has caught up with. gone is true for
+// delete events. It reports whether the event is the echo of this controller's own last write of
+// the object: the very version it wrote, replacing the very version it wrote over (so that an
+// event that folds someone else's change in, as after a relist, is not taken for an echo), or
+// its own delete. An echo needs no further pass.
+func (t *tracker) observed(kind string, obj, old client.Object, gone bool) (echo bool) {
 	k := trackKey{kind, obj.GetNamespace(), obj.GetName()}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -73,10 +77,15 @@ func (t *tracker) observed(kind string, obj client.Object, gone bool) (echo bool
 	if gone || !ok || rv >= e.rv {
 		delete(t.objs, k)
 	}
-	if gone {
+	switch {
+	case gone:
 		return e.obj == nil
+	case !ok || e.obj == nil || rv != e.rv:
+		return false
+	case old == nil:
+		return e.base == ""
 	}
-	return ok && e.obj != nil && rv == e.rv
+	return old.GetResourceVersion() == e.base
 }
 
 // overlay returns what the controller should believe about an object given what the cache holds

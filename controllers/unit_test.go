@@ -118,9 +118,9 @@ func TestTrackerOverlay(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tr := trackerWith(tc.wrote, tc.deleted)
+			tr := trackerWith(tc.wrote, "10", tc.deleted)
 			if tc.observed != nil {
-				tr.observed(kindServiceAccount, tc.observed, false)
+				tr.observed(kindServiceAccount, tc.observed, nil, false)
 			}
 			got := tr.overlay(kindServiceAccount, "ns", "default", tc.cached)
 			if tc.wantRV == "" {
@@ -185,7 +185,7 @@ func TestBuildStatus(t *testing.T) {
 			if tc.writtenSecret != "" {
 				r.memory.wrote(targetKey{uid: "uid", kind: kindSecret, namespace: tc.writtenSecret, name: "tcr.ipsx"}, written)
 			}
-			st, ready := r.buildStatus(ips, tc.results)
+			st, ready := r.buildStatus(ips, tc.results, time.Now())
 			assert.Equal(t, tc.wantCounts, [4]int32{st.SecretsDesired, st.SecretsSuccess, st.SAsDesired, st.SAsSuccess})
 			assert.Equal(t, tc.wantSecrets, st.SecretUpdateSuccessful)
 			assert.Len(t, st.Failures, tc.wantFailures)
@@ -299,6 +299,42 @@ func TestMemoryKeepsTheWritesTheListsCanShow(t *testing.T) {
 	assert.Empty(t, m.written)
 }
 
+func TestMemoryPrunesWritesOfTargetsTheListNoLongerShows(t *testing.T) {
+	m := newMemory(3)
+	at := func(s int) metav1.Time { return metav1.NewTime(time.Unix(int64(s), 0)) }
+	key := func(ns string) targetKey {
+		return targetKey{uid: "u", kind: kindSecret, namespace: ns, name: "tcr.ipsx"}
+	}
+	shown := func(nss ...string) (out []successEntry) {
+		for _, ns := range nss {
+			out = append(out, successEntry{namespace: ns, name: "tcr.ipsx"})
+		}
+		return out
+	}
+	for _, ns := range []string{"a", "b", "c", "d"} {
+		m.wrote(key(ns), at(1))
+	}
+	// Namespace b went away: the list now shows a, c, d, and b's place must go to d.
+	m.prune("u", kindSecret, shown("a", "c", "d"), at(50))
+	m.wrote(key("d"), at(100))
+	got, ok := m.writtenAt(key("d"))
+	assert.True(t, ok)
+	assert.Equal(t, at(100), got)
+	_, ok = m.writtenAt(key("b"))
+	assert.False(t, ok)
+
+	m.wrote(key("b"), at(60))
+	m.prune("u", kindSecret, shown("a", "c", "d"), at(60))
+	_, ok = m.writtenAt(key("b"))
+	assert.True(t, ok, "a write made while the pass ran is kept")
+
+	m.prune("u", kindSecret, shown("a"), at(200))
+	_, ok = m.writtenAt(key("c"))
+	assert.False(t, ok, "a list that is not full keeps only what it shows")
+	_, ok = m.writtenAt(key("a"))
+	assert.True(t, ok)
+}
+
 func TestFirstEntries(t *testing.T) {
 	f := firstEntries{limit: 3}
 	for _, ns := range []string{"m", "c", "x", "a-b", "a", "b", "c"} {
@@ -311,12 +347,12 @@ func TestFirstEntries(t *testing.T) {
 	assert.Equal(t, []string{"a-b/default", "a/default", "b/default"}, got)
 }
 
-// trackerWith returns a tracker that remembers writing wrote and deleting deleted (either may be
-// nil), both ServiceAccounts.
-func trackerWith(wrote, deleted client.Object) *tracker {
+// trackerWith returns a tracker that remembers writing wrote over resourceVersion base and
+// deleting deleted (either may be nil), both ServiceAccounts.
+func trackerWith(wrote client.Object, base string, deleted client.Object) *tracker {
 	tr := newTracker()
 	if wrote != nil {
-		tr.wrote(kindServiceAccount, wrote)
+		tr.wrote(kindServiceAccount, wrote, base)
 	}
 	if deleted != nil {
 		tr.deleted(kindServiceAccount, deleted)
@@ -327,22 +363,41 @@ func trackerWith(wrote, deleted client.Object) *tracker {
 func TestTrackerEcho(t *testing.T) {
 	tests := map[string]struct {
 		wrote, deleted client.Object
-		observed       client.Object
+		base           string // the resourceVersion the write was made over
+		observed, old  client.Object
 		gone           bool
 		want           bool
 	}{
-		"the event of our own write is its echo":            {wrote: sa("12", "x"), observed: sa("12", "x"), want: true},
-		"a later version is someone else's change":          {wrote: sa("12", "x"), observed: sa("13", "x")},
-		"an older version is not the echo":                  {wrote: sa("12", "x"), observed: sa("11")},
-		"nothing written: no echo":                          {observed: sa("12")},
-		"the delete event of our own delete is its echo":    {deleted: sa("12"), observed: sa("12"), gone: true, want: true},
-		"a delete of what we wrote is someone else's doing": {wrote: sa("12", "x"), observed: sa("12", "x"), gone: true},
+		"the event of our own patch is its echo": {
+			wrote: sa("12", "x"), base: "10", observed: sa("12", "x"), old: sa("10"), want: true,
+		},
+		"the event of our own create is its echo": {
+			wrote: sa("12", "x"), observed: sa("12", "x"), want: true,
+		},
+		"an event folding someone else's change in is not (a relist after our write over a live read)": {
+			wrote: sa("12", "x"), base: "11", observed: sa("12", "x"), old: sa("10"),
+		},
+		"a later version is someone else's change": {
+			wrote: sa("12", "x"), base: "10", observed: sa("13", "x"), old: sa("12", "x"),
+		},
+		"an older version is not the echo": {
+			wrote: sa("12", "x"), base: "10", observed: sa("11"), old: sa("10"),
+		},
+		"nothing written: no echo": {
+			observed: sa("12"), old: sa("10"),
+		},
+		"the delete event of our own delete is its echo": {
+			deleted: sa("12"), observed: sa("12"), gone: true, want: true,
+		},
+		"a delete of what we wrote is someone else's doing": {
+			wrote: sa("12", "x"), base: "10", observed: sa("12", "x"), gone: true,
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tr := trackerWith(tc.wrote, tc.deleted)
-			assert.Equal(t, tc.want, tr.observed(kindServiceAccount, tc.observed, tc.gone))
-			assert.False(t, tr.observed(kindServiceAccount, tc.observed, tc.gone), "an expectation is met once")
+			tr := trackerWith(tc.wrote, tc.base, tc.deleted)
+			assert.Equal(t, tc.want, tr.observed(kindServiceAccount, tc.observed, tc.old, tc.gone))
+			assert.False(t, tr.observed(kindServiceAccount, tc.observed, tc.old, tc.gone), "an expectation is met once")
 		})
 	}
 }
