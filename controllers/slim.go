@@ -84,12 +84,11 @@ func (m *slimMeta) deepCopy() slimMeta {
 	if m.deletionTimestamp != nil {
 		c.deletionTimestamp = m.deletionTimestamp.DeepCopy()
 	}
-	c.ownerReferences = make([]metav1.OwnerReference, len(m.ownerReferences))
-	for i := range m.ownerReferences {
-		m.ownerReferences[i].DeepCopyInto(&c.ownerReferences[i])
-	}
-	if m.ownerReferences == nil {
-		c.ownerReferences = nil
+	if m.ownerReferences != nil {
+		c.ownerReferences = make([]metav1.OwnerReference, len(m.ownerReferences))
+		for i := range m.ownerReferences {
+			m.ownerReferences[i].DeepCopyInto(&c.ownerReferences[i])
+		}
 	}
 	return c
 }
