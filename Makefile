@@ -9,6 +9,8 @@ GOFLAGS_BUILD := -trimpath
 
 CONTROLLER_GEN_VERSION := v0.23.0
 CONTROLLER_GEN := $(BIN)/controller-gen
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(BIN)/golangci-lint
 CONTROLPLANE_DIR := hack/tools/controlplane
 # kubectl from the PATH when there is one, else built from the pinned control-plane module.
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $(BIN)/kubectl)
@@ -40,8 +42,12 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRD, the manager's ClusterRole and 
 fmt: ## Format the Go code.
 	gofmt -w $$(git ls-files '*.go')
 
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint with the repository's .golangci.yml.
+	$(GOLANGCI_LINT) run ./...
+
 .PHONY: verify
-verify: generate manifests verify-installer ## Regenerate everything and fail on any difference; check gofmt and go vet.
+verify: generate manifests verify-installer lint ## Regenerate everything and fail on any difference; gofmt, go vet and golangci-lint.
 	@changed=$$(git status --porcelain -- api config | grep -v '^??' || true); \
 	untracked=$$(git status --porcelain --untracked-files=all -- api config | grep '^??' || true); \
 	if [ -n "$$changed$$untracked" ]; then \
@@ -50,7 +56,7 @@ verify: generate manifests verify-installer ## Regenerate everything and fail on
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	@echo "verify: generated files, gofmt and go vet are clean"
+	@echo "verify: generated files, gofmt, go vet and golangci-lint are clean"
 
 ##@ Build
 
@@ -151,6 +157,9 @@ $(BIN)/kubectl: $(CONTROLPLANE_DIR)/go.mod $(CONTROLPLANE_DIR)/go.sum
 
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+
+$(GOLANGCI_LINT):
+	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 ##@ hosts-updater
 

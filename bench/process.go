@@ -61,7 +61,7 @@ func startProcess(ctx context.Context, name, bin, dir, health string, env []stri
 		}
 		select {
 		case <-p.exited:
-			return nil, fmt.Errorf("%s exited before it was ready (%v): see %s", name, p.waitErr, logPath)
+			return nil, fmt.Errorf("%s exited before it was ready (%w): see %s", name, p.waitErr, logPath)
 		case <-deadline:
 			p.stop()
 			return nil, fmt.Errorf("%s was not ready on %s within 2m: see %s", name, health, logPath)
@@ -77,7 +77,7 @@ func startProcess(ctx context.Context, name, bin, dir, health string, env []stri
 func (p *process) alive() error {
 	select {
 	case <-p.exited:
-		return fmt.Errorf("%s exited (%v): see %s", p.name, p.waitErr, p.log)
+		return fmt.Errorf("%s exited (%w): see %s", p.name, p.waitErr, p.log)
 	default:
 		return nil
 	}

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -215,14 +216,14 @@ func TestRetargetingRemovesOnlyOurEntries(t *testing.T) {
 	createNamespace(t, "narrow-a", nil)
 	createNamespace(t, "narrow-b", nil)
 	for _, ns := range []string{"narrow-a", "narrow-b"} {
-		createServiceAccount(t, ns, "default", "first")
-		createServiceAccount(t, ns, "builder", "first", "second")
+		createServiceAccount(t, ns, "default", "zeta")
+		createServiceAccount(t, ns, "builder", "zeta", "alpha")
 	}
 	createIPS(t, newIPS("narrow", "narrow-a,narrow-b", "default,builder"))
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for _, ns := range []string{"narrow-a", "narrow-b"} {
-			assert.Equal(c, []string{"first", "tcr.ipsnarrow"}, pullSecrets(c, ns, "default"))
-			assert.Equal(c, []string{"first", "second", "tcr.ipsnarrow"}, pullSecrets(c, ns, "builder"))
+			assert.Equal(c, []string{"zeta", "tcr.ipsnarrow"}, pullSecrets(c, ns, "default"))
+			assert.Equal(c, []string{"zeta", "alpha", "tcr.ipsnarrow"}, pullSecrets(c, ns, "builder"))
 		}
 	}, timeout, tick)
 	// Someone adds an entry after ours: it must stay after ours when ours goes.
@@ -231,7 +232,7 @@ func TestRetargetingRemovesOnlyOurEntries(t *testing.T) {
 		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: "narrow-a", Name: "builder"}, sa); err != nil {
 			return err
 		}
-		sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: "third"})
+		sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: "mid"})
 		return env.Client.Update(ctx, sa)
 	}))
 
@@ -244,10 +245,10 @@ func TestRetargetingRemovesOnlyOurEntries(t *testing.T) {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		_, err := getSecret("narrow-b", "tcr.ipsnarrow")
 		assert.True(c, apierrors.IsNotFound(err), "the Secret in narrow-b must be deleted")
-		assert.Equal(c, []string{"first"}, pullSecrets(c, "narrow-b", "default"))
-		assert.Equal(c, []string{"first", "second"}, pullSecrets(c, "narrow-b", "builder"))
-		assert.Equal(c, []string{"first", "tcr.ipsnarrow"}, pullSecrets(c, "narrow-a", "default"))
-		assert.Equal(c, []string{"first", "second", "third"}, pullSecrets(c, "narrow-a", "builder"))
+		assert.Equal(c, []string{"zeta"}, pullSecrets(c, "narrow-b", "default"))
+		assert.Equal(c, []string{"zeta", "alpha"}, pullSecrets(c, "narrow-b", "builder"))
+		assert.Equal(c, []string{"zeta", "tcr.ipsnarrow"}, pullSecrets(c, "narrow-a", "default"))
+		assert.Equal(c, []string{"zeta", "alpha", "mid"}, pullSecrets(c, "narrow-a", "builder"))
 		_, err = getSecret("narrow-a", "tcr.ipsnarrow")
 		assert.NoError(c, err)
 	}, timeout, tick)
@@ -333,18 +334,24 @@ func count(list []string, s string) int {
 	return n
 }
 
-// TestForeignSecretIsLeftUntouched pre-creates a same-name Secret the controller does not own.
+// TestForeignSecretIsLeftUntouched pre-creates a same-name Secret the controller does not own. It
+// even carries our labels (so it is in the controller's cache and in the finalizer's list), but no
+// controller reference: it is reported while the ImagePullSecret lives, never written, and not
+// deleted when the ImagePullSecret is; a reference the user added to it stays.
 func TestForeignSecretIsLeftUntouched(t *testing.T) {
 	startManager(t)
 	ctx := context.Background()
 	createNamespace(t, "foreign-a", nil, "default")
 	createNamespace(t, "foreign-b", nil, "default")
 	foreign := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "foreign-a", Name: "tcr.ipsforeign", Labels: map[string]string{"team": "a"}},
-		Data:       map[string][]byte{"token": []byte("theirs")},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "foreign-a", Name: "tcr.ipsforeign", Labels: map[string]string{
+			tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: "foreign", "team": "a"}},
+		Data: map[string][]byte{"token": []byte("theirs")},
 	}
 	require.NoError(t, env.Client.Create(ctx, foreign))
-	createIPS(t, newIPS("foreign", "foreign-a,foreign-b", "*"))
+	createServiceAccount(t, "foreign-a", "user", "mine", "tcr.ipsforeign")
+	ips := newIPS("foreign", "foreign-a,foreign-b", "default")
+	createIPS(t, ips)
 
 	eventuallyStatus(t, "foreign", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
 		assert.Equal(c, int32(2), st.SecretsDesired)
@@ -363,6 +370,7 @@ func TestForeignSecretIsLeftUntouched(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, foreign.ResourceVersion, got.ResourceVersion, "the foreign Secret must not be written")
 	assert.Equal(t, []string{}, pullSecrets(t, "foreign-a", "default"), "no reference to a foreign Secret")
+	assert.Equal(t, []string{"mine", "tcr.ipsforeign"}, pullSecrets(t, "foreign-a", "user"))
 	assert.Equal(t, []string{"tcr.ipsforeign"}, pullSecrets(t, "foreign-b", "default"))
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ev := eventsFor(c, "foreign", "SecretNotOwned")
@@ -372,11 +380,55 @@ func TestForeignSecretIsLeftUntouched(t *testing.T) {
 		}
 	}, timeout, tick)
 
-	// Deleting the CR leaves the foreign Secret alone.
+	// Deleting the CR deletes its own Secret and reference, and leaves the foreign Secret and the
+	// user's reference to it alone.
 	deleteIPS(t, "foreign")
 	got, err = getSecret("foreign-a", "tcr.ipsforeign")
-	require.NoError(t, err)
+	require.NoError(t, err, "the foreign Secret must survive the cleanup")
 	assert.Equal(t, foreign.ResourceVersion, got.ResourceVersion)
+	assert.Equal(t, []string{"mine", "tcr.ipsforeign"}, pullSecrets(t, "foreign-a", "user"))
+	_, err = getSecret("foreign-b", "tcr.ipsforeign")
+	assert.True(t, apierrors.IsNotFound(err), "our own Secret is removed")
+	assert.Equal(t, []string{}, pullSecrets(t, "foreign-b", "default"))
+}
+
+// TestSecretOfDeletedImagePullSecretIsCleanedUp leaves Secrets behind as if an ImagePullSecret had
+// been deleted with its finalizer removed by hand: the namespace pass of an ImagePullSecret that
+// no longer exists deletes the one that is its by the ownership rule, with the references to it,
+// and leaves one that is not (the owner label of another) alone.
+func TestSecretOfDeletedImagePullSecretIsCleanedUp(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "orphan-a", nil)
+	createNamespace(t, "orphan-b", nil)
+	createServiceAccount(t, "orphan-a", "app", "zz-user", "tcr.ipsgone", "aa-user")
+	createServiceAccount(t, "orphan-b", "app", "tcr.ipsgone")
+	yes := true
+	leftover := func(ns, ownerLabel string) *corev1.Secret {
+		s := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tcr.ipsgone",
+				Labels: map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: ownerLabel},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: tcrv1.GroupVersion.String(), Kind: "ImagePullSecret",
+					Name: "gone", UID: "0b3c0c6e-0000-4000-8000-000000000001", Controller: &yes}}},
+			Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)},
+		}
+		require.NoError(t, env.Client.Create(ctx, s))
+		return s
+	}
+	passes := reconcileCount(t)
+	notOurs := leftover("orphan-b", "someone-else")
+	leftover("orphan-a", "gone")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, reconcileCount(t), passes+2, "both Secrets had their namespace pass")
+		_, err := getSecret("orphan-a", "tcr.ipsgone")
+		assert.True(c, apierrors.IsNotFound(err), "the leftover Secret must be deleted")
+		assert.Equal(c, []string{"zz-user", "aa-user"}, pullSecrets(c, "orphan-a", "app"))
+	}, timeout, tick)
+	got, err := getSecret("orphan-b", "tcr.ipsgone")
+	require.NoError(t, err, "a Secret that fails the ownership rule is never deleted")
+	assert.Equal(t, notOurs.ResourceVersion, got.ResourceVersion)
+	assert.Equal(t, []string{"tcr.ipsgone"}, pullSecrets(t, "orphan-b", "app"))
 }
 
 // eventsFor returns the events.k8s.io Events about the ImagePullSecret name with reason.
@@ -428,10 +480,16 @@ func TestTwoImagePullSecretsShareANamespace(t *testing.T) {
 		slices.Sort(got)
 		assert.Equal(c, []string{"tcr.ipsone", "tcr.ipstwo"}, got)
 	}, timeout, tick)
+	two, err := getSecret("shared", "tcr.ipstwo")
+	require.NoError(t, err)
 	deleteIPS(t, "one")
 	assert.Equal(t, []string{"tcr.ipstwo"}, pullSecrets(t, "shared", "default"))
-	_, err := getSecret("shared", "tcr.ipstwo")
-	assert.NoError(t, err)
+	_, err = getSecret("shared", "tcr.ipsone")
+	assert.True(t, apierrors.IsNotFound(err))
+	still, err := getSecret("shared", "tcr.ipstwo")
+	require.NoError(t, err)
+	assert.Equal(t, two.UID, still.UID, "deleting one ImagePullSecret must not delete (and let recreate) the other's Secret")
+	assert.Equal(t, two.ResourceVersion, still.ResourceVersion)
 }
 
 // TestStatusListsAreSortedCappedAndStable checks the capped, sorted lists, the Ready condition
@@ -461,30 +519,27 @@ func TestStatusListsAreSortedCappedAndStable(t *testing.T) {
 			assert.Equal(c, getIPS(c, "capped").Generation, cond.ObservedGeneration)
 		}
 	})
-	// Converged: record every resourceVersion, then cause passes that have nothing to do.
+	// Converged: cause a namespace pass and a status pass that have nothing to do, and count
+	// every request the manager sends meanwhile that is not a read. (The API server drops an
+	// identical write without bumping the resourceVersion, so comparing versions would not
+	// show a status or an annotation written again on every pass.)
 	before := getIPS(t, "capped")
-	secretRV := getSecretRV(t, "capped-a", "tcr.ipscapped")
-	passes := reconcileCount(t)
-	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		ns := &corev1.Namespace{}
-		if err := env.Client.Get(ctx, types.NamespacedName{Name: "capped-a"}, ns); err != nil {
-			return err
-		}
-		ns.Annotations = map[string]string{"touched": "yes"}
-		return env.Client.Update(ctx, ns)
-	}))
-	// The annotation asks for the pair pass and, after the status delay, a full pass.
+	writes, passes := managerWrites.Load(), reconcileCount(t)
+	touch := func(obj client.Object) {
+		require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+				return err
+			}
+			obj.SetAnnotations(map[string]string{"touched": "yes"})
+			return env.Client.Update(ctx, obj)
+		}))
+	}
+	touch(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "capped-a"}})    // a namespace pass
+	touch(&tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: "capped"}}) // a full pass: the status
 	require.Eventually(t, func() bool { return reconcileCount(t) >= passes+2 }, timeout, tick)
+	assert.Equal(t, writes, managerWrites.Load(), "passes that changed nothing must write nothing")
 	after := getIPS(t, "capped")
-	assert.Equal(t, before.ResourceVersion, after.ResourceVersion, "a pass that changed nothing must not write the status")
-	assert.Equal(t, secretRV, getSecretRV(t, "capped-a", "tcr.ipscapped"))
-	assert.Equal(t, before.Status.SecretUpdateSuccessful, after.Status.SecretUpdateSuccessful)
-}
-
-func getSecretRV(t *testing.T, ns, name string) string {
-	s, err := getSecret(ns, name)
-	require.NoError(t, err)
-	return s.ResourceVersion
+	assert.Equal(t, before.Status, after.Status)
 }
 
 // TestPasswordSecretRefRotatesEveryCopy takes the password from a Secret of the own namespace.
@@ -695,6 +750,81 @@ func TestWriteFailuresAreReported(t *testing.T) {
 		ev := eventsFor(c, "deny", "WriteFailed")
 		if assert.Len(c, ev, 1) {
 			assert.True(c, strings.HasPrefix(ev[0].Note, "Writing Secret deny-a/tcr.ipsdeny failed: creating Secret deny-a/tcr.ipsdeny: "), ev[0].Note)
+		}
+	}, timeout, tick)
+}
+
+// TestSpecTheWebhookWouldRefuseIsReported stores a spec the admission webhook refuses (this
+// control plane runs no webhook, as when a spec predates its installation): the controller keeps
+// the original's lenient reading, where "dev-*" is the exact name of no namespace, and reports
+// Valid=False with the webhook's message and one Warning Event.
+func TestSpecTheWebhookWouldRefuseIsReported(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "dev-1", nil, "default")
+	createIPS(t, newIPS("pattern", "dev-*", "*"))
+	const message = `the admission webhook would refuse this spec: spec.namespaces: Invalid value: "dev-*" is not a namespace name: patterns are not supported; list exact names, or use namespaceSelector or namespaceExpression`
+	eventuallyStatus(t, "pattern", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		valid := meta.FindStatusCondition(st.Conditions, tcrv1.ConditionValid)
+		if assert.NotNil(c, valid) {
+			assert.Equal(c, metav1.ConditionFalse, valid.Status)
+			assert.Equal(c, tcrv1.ReasonInvalidSpec, valid.Reason)
+			assert.Equal(c, message, valid.Message)
+		}
+		assert.Equal(c, [4]int32{0, 0, 0, 0}, [4]int32{st.SecretsDesired, st.SecretsSuccess, st.SAsDesired, st.SAsSuccess})
+		assert.Equal(c, metav1.ConditionTrue, readyStatus(st))
+	})
+	// Another full pass must not repeat the Event.
+	passes := reconcileCount(t)
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := getIPS(t, "pattern")
+		cur.Annotations = map[string]string{"touched": "yes"}
+		return env.Client.Update(ctx, cur)
+	}))
+	require.Eventually(t, func() bool { return reconcileCount(t) > passes }, timeout, tick)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ev := eventsFor(c, "pattern", tcrv1.ReasonInvalidSpec)
+		if assert.Len(c, ev, 1) {
+			assert.Equal(c, "Warning", ev[0].Type)
+			assert.Equal(c, message, ev[0].Note)
+		}
+	}, timeout, tick)
+
+	// Fixing the spec makes it valid.
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := getIPS(t, "pattern")
+		cur.Spec.Namespaces = "dev-1"
+		return env.Client.Update(ctx, cur)
+	}))
+	eventuallyStatus(t, "pattern", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.True(c, meta.IsStatusConditionTrue(st.Conditions, tcrv1.ConditionValid))
+		assert.Equal(c, int32(1), st.SecretsSuccess)
+	})
+}
+
+// TestOneDistributedEventPerChange: an ImagePullSecret that selects nothing is Ready at once, and
+// passes that change nothing send no second Event.
+func TestOneDistributedEventPerChange(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createIPS(t, newIPS("nothing", "no-such-namespace", "*"))
+	eventuallyStatus(t, "nothing", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.Equal(c, metav1.ConditionTrue, readyStatus(st))
+	})
+	for i := range 3 {
+		passes := reconcileCount(t)
+		require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur := getIPS(t, "nothing")
+			cur.Annotations = map[string]string{"touched": strconvItoa(i)}
+			return env.Client.Update(ctx, cur)
+		}))
+		require.Eventually(t, func() bool { return reconcileCount(t) > passes }, timeout, tick)
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ev := eventsFor(c, "nothing", tcrv1.ReasonDistributed)
+		if assert.Len(c, ev, 1) {
+			assert.Equal(c, "Normal", ev[0].Type)
+			assert.Equal(c, "Secret tcr.ipsnothing is in 0 namespaces and referenced by 0 ServiceAccounts", ev[0].Note)
 		}
 	}, timeout, tick)
 }

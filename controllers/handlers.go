@@ -7,20 +7,26 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 )
 
-type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
+// The handlers map watch events to queue keys: an ImagePullSecret event to its full pass; an
+// event in a namespace to the namespace pass of every ImagePullSecret there, which asks for the
+// status pass itself when the namespace's result changed. The echo of this controller's own
+// write needs no pass (expectations.observed). Events of the initial lists are skipped: every
+// ImagePullSecret gets a full pass at start anyway.
 
-// imagePullSecrets lists the ImagePullSecrets in the cache; handlers map events through it.
+type queue = workqueue.TypedRateLimitingInterface[key]
+
+type funcs = handler.TypedFuncs[client.Object, key]
+
+// imagePullSecrets lists the ImagePullSecrets in the cache.
 func (r *Reconciler) imagePullSecrets(ctx context.Context) []tcrv1.ImagePullSecret {
 	list := &tcrv1.ImagePullSecretList{}
 	if err := r.client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
@@ -30,23 +36,34 @@ func (r *Reconciler) imagePullSecrets(ctx context.Context) []tcrv1.ImagePullSecr
 	return list.Items
 }
 
-// enqueuePair asks for the pair pass of (name, namespace) now and the status pass of name after
-// statusDelay.
-func (r *Reconciler) enqueuePair(q queue, name, namespace string) {
-	q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: namespace, Name: name}})
-	q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}, r.statusDelay(name))
-}
-
-// enqueueNamespace asks for the pair pass of every ImagePullSecret with namespace. Events of the
-// initial list are skipped: every ImagePullSecret gets a full pass at start anyway.
+// enqueueNamespace asks for the namespace pass of every ImagePullSecret in namespace.
 func (r *Reconciler) enqueueNamespace(ctx context.Context, q queue, namespace string) {
 	for _, ips := range r.imagePullSecrets(ctx) {
-		r.enqueuePair(q, ips.Name, namespace)
+		q.Add(key{ImagePullSecret: ips.Name, Namespace: namespace})
 	}
 }
 
-func (r *Reconciler) namespaceHandler() handler.EventHandler {
-	return handler.Funcs{
+// imagePullSecretHandler asks for the full pass of an ImagePullSecret when something the pass
+// reads changed: not for the echo of our own status write or finalizer patch.
+func (r *Reconciler) imagePullSecretHandler() handler.TypedEventHandler[client.Object, key] {
+	full := func(q queue, o client.Object) { q.Add(key{ImagePullSecret: o.GetName()}) }
+	return funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q queue) { full(q, e.Object) },
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q queue) {
+			if r.expect.observed(kindImagePullSecret, e.ObjectNew, e.ObjectOld, false) {
+				return
+			}
+			full(q, e.ObjectNew)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q queue) {
+			r.expect.observed(kindImagePullSecret, e.Object, nil, true)
+			full(q, e.Object)
+		},
+	}
+}
+
+func (r *Reconciler) namespaceHandler() handler.TypedEventHandler[client.Object, key] {
+	return funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) {
 			if !e.IsInInitialList {
 				r.enqueueNamespace(ctx, q, e.Object.GetName())
@@ -60,23 +77,24 @@ func (r *Reconciler) namespaceHandler() handler.EventHandler {
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
+			r.results.forgetNamespace(e.Object.GetName())
 			for _, ips := range r.imagePullSecrets(ctx) {
-				q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ips.Name}}, r.statusDelay(ips.Name))
+				r.requestStatus(ips.Name)
 			}
 		},
 	}
 }
 
-func (r *Reconciler) serviceAccountHandler() handler.EventHandler {
-	return handler.Funcs{
+func (r *Reconciler) serviceAccountHandler() handler.TypedEventHandler[client.Object, key] {
+	return funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) {
-			r.tracker.observed(kindServiceAccount, e.Object, nil, false)
+			r.expect.observed(kindServiceAccount, e.Object, nil, false)
 			if !e.IsInInitialList {
 				r.enqueueNamespace(ctx, q, e.Object.GetNamespace())
 			}
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
-			if r.tracker.observed(kindServiceAccount, e.ObjectNew, e.ObjectOld, false) {
+			if r.expect.observed(kindServiceAccount, e.ObjectNew, e.ObjectOld, false) {
 				return // the echo of our own patch
 			}
 			o, ok1 := e.ObjectOld.(*slimServiceAccount)
@@ -90,29 +108,27 @@ func (r *Reconciler) serviceAccountHandler() handler.EventHandler {
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
-			r.tracker.observed(kindServiceAccount, e.Object, nil, true)
-			for _, ips := range r.imagePullSecrets(ctx) {
-				q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: ips.Name}}, r.statusDelay(ips.Name))
-			}
+			r.expect.observed(kindServiceAccount, e.Object, nil, true)
+			r.enqueueNamespace(ctx, q, e.Object.GetNamespace())
 		},
 	}
 }
 
-// secretHandler maps a distributed Secret to the pair it belongs to. The watch events of this
-// controller's own writes need no pass: the tracker already expects them.
-func (r *Reconciler) secretHandler() handler.EventHandler {
+// secretHandler maps a distributed Secret to the namespace pass of the ImagePullSecret its
+// controller reference names.
+func (r *Reconciler) secretHandler() handler.TypedEventHandler[client.Object, key] {
 	handle := func(q queue, s, old client.Object, gone, initial bool) {
-		owner := ownerName(s)
-		if owner == "" {
+		o, ok := claimedOwner(s)
+		if !ok {
 			return
 		}
-		echo := r.tracker.observed(kindSecret, s, old, gone)
+		echo := r.expect.observed(kindSecret, s, old, gone)
 		if initial || echo || (old != nil && equality.Semantic.DeepEqual(secretContent(old), secretContent(s))) {
 			return
 		}
-		r.enqueuePair(q, owner, s.GetNamespace())
+		q.Add(key{ImagePullSecret: o.name, Namespace: s.GetNamespace()})
 	}
-	return handler.Funcs{
+	return funcs{
 		CreateFunc: func(_ context.Context, e event.CreateEvent, q queue) {
 			handle(q, e.Object, nil, false, e.IsInInitialList)
 		},
@@ -125,20 +141,20 @@ func (r *Reconciler) secretHandler() handler.EventHandler {
 	}
 }
 
-// passwordSecretHandler maps a Secret of the own namespace to the ImagePullSecrets whose
-// passwordSecretRef names it: a full pass, which rotates the password everywhere.
-func (r *Reconciler) passwordSecretHandler() handler.EventHandler {
+// passwordSecretHandler maps a Secret of the own namespace to the full pass of the
+// ImagePullSecrets whose passwordSecretRef names it, which rotates the password everywhere.
+func (r *Reconciler) passwordSecretHandler() handler.TypedEventHandler[client.Object, key] {
 	handle := func(ctx context.Context, q queue, s, old client.Object, initial bool) {
 		if initial || (old != nil && equality.Semantic.DeepEqual(secretContent(old), secretContent(s))) {
 			return
 		}
 		for _, ips := range r.imagePullSecrets(ctx) {
 			if ref := ips.Spec.Docker.PasswordSecretRef; ref != nil && ref.Name == s.GetName() {
-				q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Name: ips.Name}})
+				q.Add(key{ImagePullSecret: ips.Name})
 			}
 		}
 	}
-	return handler.Funcs{
+	return funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) {
 			handle(ctx, q, e.Object, nil, e.IsInInitialList)
 		},

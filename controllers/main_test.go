@@ -2,9 +2,14 @@ package controllers_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,13 +46,62 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code := testenv.Main(m, &env)
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	e, err := testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := e.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the local control plane:", err)
+		}
+	}()
+	env = e
+	code := m.Run()
+	// Every test handed the manager credentials: none may appear anywhere it writes, whatever
+	// order the tests ran in.
+	if leaked := leaks(); len(leaked) > 0 {
+		fmt.Fprintln(os.Stderr, "FAIL: credentials leaked:\n"+strings.Join(leaked, "\n"))
+		code = 1
+	}
 	if code != 0 {
 		// The manager's log is the first thing to read when a test fails.
 		fmt.Fprintln(os.Stderr, "--- manager log ---")
 		fmt.Fprintln(os.Stderr, logs.String())
 	}
-	os.Exit(code)
+	return code
+}
+
+// managerWrites counts the write requests (every method but GET) the in-process manager sends
+// to the API server; statuses records every status of every ImagePullSecret it wrote.
+var (
+	managerWrites atomic.Int64
+	statuses      testenv.SyncBuffer
+)
+
+// countingTransport counts the manager's write requests, and records the status bodies it
+// sends, so that the leak check sees every status ever written, not only the last ones.
+type countingTransport struct{ next http.RoundTripper }
+
+func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet {
+		managerWrites.Add(1)
+		if strings.HasSuffix(req.URL.Path, "/status") && req.GetBody != nil {
+			if body, err := req.GetBody(); err == nil {
+				// The request carries the whole object; the spec holds the credential by design.
+				var obj struct{ Status json.RawMessage }
+				data, _ := io.ReadAll(body)
+				if json.Unmarshal(data, &obj) == nil {
+					_, _ = statuses.Write(append(obj.Status, '\n'))
+				}
+			}
+		}
+	}
+	return c.next.RoundTrip(req)
 }
 
 // startManager starts, once per test binary, a manager running the reconciler against the
@@ -63,6 +117,7 @@ func startManager(t *testing.T) {
 		}
 		cfg := *env.Config
 		cfg.QPS, cfg.Burst = 1000, 2000
+		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingTransport{rt} }
 		mgr, err := ctrl.NewManager(&cfg, ctrl.Options{
 			Scheme:                 env.Scheme,
 			Cache:                  controllers.CacheOptions(),
@@ -96,7 +151,7 @@ func newIPS(name, namespaces, serviceAccounts string) *tcrv1.ImagePullSecret {
 			Docker: tcrv1.DockerCredential{
 				Server:   "registry-" + name + ".tencentcloudcr.com",
 				Username: "user-" + name,
-				Password: password(name + "-pass"),
+				Password: passwordFor("user-"+name, name+"-pass"),
 			},
 		},
 	}
@@ -107,13 +162,21 @@ var (
 	// usedSecrets is every password (and auth string) handed to the controller by the tests;
 	// TestCredentialsNeverLeak checks that none of them appears in its logs.
 	usedSecrets []string
+	// usernames maps each password to the username it was used with.
+	usernames = map[string]string{}
 )
 
 // password returns a recognisable password and remembers it for the leak check.
-func password(seed string) string {
+func password(seed string) string { return passwordFor("", seed) }
+
+// passwordFor is password for a known username, whose auth string the leak check looks for too.
+func passwordFor(username, seed string) string {
 	p := "S3cr3t-" + seed + "-pw"
 	secretsMu.Lock()
 	usedSecrets = append(usedSecrets, p)
+	if username != "" {
+		usernames[p] = username
+	}
 	secretsMu.Unlock()
 	return p
 }

@@ -1,28 +1,38 @@
 // Package controllers holds the ImagePullSecret reconciler: it distributes one registry
 // credential as a Secret to every matching namespace, references it from every matching
 // ServiceAccount, keeps both up to date, cleans up symmetrically and reports exact status.
+//
+// Read it in this order (docs/design.md, "Data path"): Reconcile below dispatches a queue key to
+// the full pass of an ImagePullSecret or to one namespace pass; each namespace goes through
+// plan (plan.go), apply (apply.go) and record (record.go); the full pass then writes the status
+// that record adds up.
 package controllers
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
@@ -37,19 +47,18 @@ const (
 	DefaultStatusListLimit         = 100
 	DefaultMaxConcurrentReconciles = 8
 	DefaultPassParallelism         = 16
-	// DefaultStatusDelay coalesces the status passes that a burst of Secret, ServiceAccount and
-	// Namespace events asks for into at most one per delay and ImagePullSecret.
+	// DefaultStatusDelay coalesces the status passes that a burst of namespace passes asks for
+	// into at most one per delay and ImagePullSecret.
 	DefaultStatusDelay = time.Second
-	// statusPassShare bounds the cost of the full passes that events ask for: the next one waits
-	// at least this many times as long as the last one took, so that namespace churn in a large
-	// cluster keeps a full pass from running back to back (at 10,000 namespaces a pass takes
-	// about half a second of CPU).
-	statusPassShare = 10
-	// maxStatusDelay caps that wait: status never lags events by more than this.
-	maxStatusDelay = 10 * time.Second
 	// foreignRecheck is how often a namespace whose Secret name is held by a foreign Secret is
 	// checked again: that Secret is outside the label-filtered cache, so no event tells us.
 	foreignRecheck = time.Minute
+)
+
+const (
+	kindSecret          = "Secret"
+	kindServiceAccount  = "ServiceAccount"
+	kindImagePullSecret = "ImagePullSecret"
 )
 
 // Options configures the reconciler.
@@ -63,18 +72,21 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// PassParallelism is the number of namespaces a full pass syncs at the same time.
 	PassParallelism int
-	// StatusDelay is how long a status pass waits after the event that asked for it.
+	// StatusDelay is how long a status pass waits after the namespace pass that asked for it.
 	StatusDelay time.Duration
 }
 
+// key is an item of the controller's queue.
+type key struct {
+	// ImagePullSecret is the name of the ImagePullSecret.
+	ImagePullSecret string
+	// Namespace is empty for the full pass of the ImagePullSecret (finalizer, every namespace
+	// when its spec or password changed, then the status); else the namespace of a namespace
+	// pass, which serves an event in that namespace at once.
+	Namespace string
+}
+
 // Reconciler reconciles ImagePullSecrets.
-//
-// Its queue holds two kinds of keys. {Name: cr} is a full pass over one ImagePullSecret: the
-// finalizer, every namespace (from the cache, writing only what differs, in parallel) and the
-// one status write. {Namespace: ns, Name: cr} is the pair (ImagePullSecret, namespace): a
-// namespace or ServiceAccount that appears or changes is served by that small pass at once,
-// without waiting behind a walk over every namespace; the status pass (a full pass) follows
-// after statusDelay, coalesced with others and spaced by its own cost.
 type Reconciler struct {
 	client   client.Client
 	reader   client.Reader
@@ -83,19 +95,25 @@ type Reconciler struct {
 	recorder events.EventRecorder
 	rules    *engine.Cache
 	opts     Options
+	queue    workqueue.TypedRateLimitingInterface[key]
 
-	tracker *tracker
-	memory  *memory
+	expect  *expectations
+	results *results
 	locks   pairLocks
+	owners  ownerLocks
 
-	mu    sync.Mutex
-	names map[string]types.UID // ImagePullSecret name -> UID, to forget a deleted one
-	// written remembers, per ImagePullSecret, the last status this controller wrote and the
-	// resourceVersion it wrote it over, so that a pass reading a cache that has not yet seen that
-	// write does not write the same status again (it would only meet a conflict).
-	written map[types.UID]writtenStatus
-	// passTime is how long the last full pass of each ImagePullSecret took.
-	passTime map[string]time.Duration
+	mu sync.Mutex
+	// passed says, per ImagePullSecret UID, what its last complete walk over every namespace
+	// was made for; a full pass walks again only when that changed.
+	passed map[types.UID]passMark
+	// names maps the name of each ImagePullSecret seen to its UID, to forget a deleted one.
+	names map[string]types.UID
+}
+
+// passMark is what a walk over every namespace was made for.
+type passMark struct {
+	generation int64
+	data       [32]byte // the hash of the Secret content
 }
 
 // +kubebuilder:rbac:groups=tcr.tencentcloudcr.com,resources=imagepullsecrets,verbs=get;list;watch;update;patch
@@ -122,13 +140,12 @@ func New(opts Options) *Reconciler {
 		opts.StatusDelay = DefaultStatusDelay
 	}
 	return &Reconciler{
-		opts:     opts,
-		rules:    engine.NewCache(),
-		tracker:  newTracker(),
-		memory:   newMemory(opts.StatusListLimit),
-		names:    map[string]types.UID{},
-		written:  map[types.UID]writtenStatus{},
-		passTime: map[string]time.Duration{},
+		opts:    opts,
+		rules:   engine.NewCache(),
+		expect:  newExpectations(),
+		results: newResults(),
+		passed:  map[types.UID]passMark{},
+		names:   map[string]types.UID{},
 	}
 }
 
@@ -160,14 +177,35 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.own = own
-	return ctrl.NewControllerManagedBy(mgr).
+	log := mgr.GetLogger().WithValues("controller", "imagepullsecret")
+	return builder.TypedControllerManagedBy[key](mgr).
 		Named("imagepullsecret").
-		For(&tcrv1.ImagePullSecret{}).
+		Watches(&tcrv1.ImagePullSecret{}, r.imagePullSecretHandler()).
 		WatchesMetadata(&corev1.Namespace{}, r.namespaceHandler()).
 		Watches(&corev1.ServiceAccount{}, r.serviceAccountHandler()).
 		Watches(&corev1.Secret{}, r.secretHandler()).
-		WatchesRawSource(source.Kind(own, client.Object(&corev1.Secret{}), r.passwordSecretHandler())).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
+		WatchesRawSource(source.TypedKind(own, client.Object(&corev1.Secret{}), r.passwordSecretHandler())).
+		WithOptions(controller.TypedOptions[key]{
+			MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles,
+			// The queue is kept so that a namespace pass can ask for the status pass of its
+			// ImagePullSecret.
+			NewQueue: func(name string, rl workqueue.TypedRateLimiter[key]) workqueue.TypedRateLimitingInterface[key] {
+				r.queue = priorityqueue.New(name, func(o *priorityqueue.Opts[key]) {
+					o.RateLimiter = rl
+					o.Log = log
+				})
+				return r.queue
+			},
+		}).
+		WithLogConstructor(func(k *key) logr.Logger {
+			if k == nil {
+				return log
+			}
+			if k.Namespace == "" {
+				return log.WithValues("imagePullSecret", k.ImagePullSecret)
+			}
+			return log.WithValues("imagePullSecret", k.ImagePullSecret, "namespace", k.Namespace)
+		}).
 		Complete(r)
 }
 
@@ -177,12 +215,27 @@ type ownCache struct{ cache.Cache }
 
 func (ownCache) NeedLeaderElection() bool { return false }
 
-// Reconcile dispatches a key to the full pass or the pair pass.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	if req.Namespace == "" {
-		return r.reconcileImagePullSecret(ctx, req.Name)
+// Reconcile dispatches a key to the full pass or to a namespace pass.
+func (r *Reconciler) Reconcile(ctx context.Context, k key) (ctrl.Result, error) {
+	if k.Namespace == "" {
+		return r.reconcileImagePullSecret(ctx, k.ImagePullSecret)
 	}
-	return r.reconcilePair(ctx, req.Name, req.Namespace)
+	return r.reconcileNamespace(ctx, k.ImagePullSecret, k.Namespace)
+}
+
+// requestStatus asks for the status pass of the ImagePullSecret name after StatusDelay.
+func (r *Reconciler) requestStatus(name string) {
+	if r.queue != nil {
+		r.queue.AddAfter(key{ImagePullSecret: name}, r.opts.StatusDelay)
+	}
+}
+
+// target is one ImagePullSecret ready to be applied: its compiled rule and the Secret content.
+type target struct {
+	ips   *tcrv1.ImagePullSecret
+	owner owner
+	rule  *engine.Rule
+	data  secretData
 }
 
 // invalid is a user misconfiguration: it sets Ready=False and is not retried.
@@ -192,30 +245,30 @@ type invalid struct{ reason, message string }
 func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*target, *invalid, error) {
 	rule, errs := r.rules.Get(ips)
 	if len(errs) > 0 {
-		return nil, &invalid{reason: "InvalidSpec", message: describe(errs)}, nil
+		return nil, &invalid{reason: tcrv1.ReasonInvalidSpec, message: describe(errs)}, nil
 	}
 	password := ips.Spec.Docker.Password
 	if ref := ips.Spec.Docker.PasswordSecretRef; ref != nil {
 		s := &corev1.Secret{}
 		if err := r.own.Get(ctx, types.NamespacedName{Namespace: r.opts.Namespace, Name: ref.Name}, s); err != nil {
 			if apierrors.IsNotFound(err) {
-				return nil, &invalid{reason: "PasswordSecretNotFound", message: fmt.Sprintf(
+				return nil, &invalid{reason: tcrv1.ReasonPasswordSecretNotFound, message: fmt.Sprintf(
 					"Secret %s/%s named by docker.passwordSecretRef does not exist", r.opts.Namespace, ref.Name)}, nil
 			}
 			return nil, nil, fmt.Errorf("reading Secret %s/%s named by docker.passwordSecretRef: %w", r.opts.Namespace, ref.Name, err)
 		}
 		v, ok := s.Data[ref.Key]
 		if !ok {
-			return nil, &invalid{reason: "PasswordKeyNotFound", message: fmt.Sprintf(
+			return nil, &invalid{reason: tcrv1.ReasonPasswordKeyNotFound, message: fmt.Sprintf(
 				"Secret %s/%s named by docker.passwordSecretRef has no key %q", r.opts.Namespace, ref.Name, ref.Key)}, nil
 		}
 		password = string(v)
 	}
 	data, err := renderDockerConfig(ips.Spec.Docker.Server, ips.Spec.Docker.Username, password)
 	if err != nil {
-		return nil, &invalid{reason: "InvalidSpec", message: err.Error()}, nil
+		return nil, &invalid{reason: tcrv1.ReasonInvalidSpec, message: err.Error()}, nil
 	}
-	return &target{ips: ips, rule: rule, data: newSecretData(data)}, nil, nil
+	return &target{ips: ips, owner: ownerOf(ips), rule: rule, data: newSecretData(data)}, nil, nil
 }
 
 // describe renders field errors without their values, which could be credentials.
@@ -231,17 +284,15 @@ func describe(errs field.ErrorList) string {
 	return strings.Join(msgs, "; ")
 }
 
-// reconcilePair syncs one namespace for one ImagePullSecret.
-func (r *Reconciler) reconcilePair(ctx context.Context, name, namespace string) (ctrl.Result, error) {
-	// Shared with the cache and only read: a pair pass must stay cheap, and the status of a
+// reconcileNamespace is the namespace pass: one namespace for one ImagePullSecret.
+func (r *Reconciler) reconcileNamespace(ctx context.Context, name, namespace string) (ctrl.Result, error) {
+	defer r.owners.rlock(name)()
+	// Shared with the cache and only read: a namespace pass must stay cheap, and the status of a
 	// large ImagePullSecret is tens of KiB.
 	ips := &tcrv1.ImagePullSecret{}
 	if err := r.client.Get(ctx, types.NamespacedName{Name: name}, ips, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
-			// A Secret of a deleted ImagePullSecret outlived its cleanup (a race with the
-			// finalizer): remove it and its references.
-			defer r.locks.lock(name, namespace)()
-			return ctrl.Result{}, r.cleanNamespace(ctx, name, "", namespace)
+			return ctrl.Result{}, r.cleanOrphan(ctx, name, namespace)
 		}
 		return ctrl.Result{}, err
 	}
@@ -250,7 +301,7 @@ func (r *Reconciler) reconcilePair(ctx context.Context, name, namespace string) 
 	}
 	t, bad, err := r.prepare(ctx, ips)
 	if err != nil || bad != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, err // the full pass reports a bad spec
 	}
 	ns := r.store.namespace(namespace)
 	if ns == nil {
@@ -266,90 +317,225 @@ func (r *Reconciler) reconcilePair(ctx context.Context, name, namespace string) 
 	return ctrl.Result{}, nil
 }
 
-// reconcileImagePullSecret is the full pass over one ImagePullSecret.
+// syncNamespace runs plan, apply and record for one namespace and one ImagePullSecret, and asks
+// for a status pass when the result changed.
+func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.PartialObjectMetadata) (nsResult, error) {
+	defer r.locks.lock(t.owner.name, ns.Name)()
+	prev := r.results.get(t.owner.uid, ns.Name)
+	in, err := r.gather(ctx, t.owner, ns, prev != nil && prev.foreign)
+	if err != nil {
+		return nsResult{}, err
+	}
+	in.rule, in.data = t.rule, t.data
+	now := time.Now().Unix()
+	for attempt := 0; ; attempt++ {
+		p := plan(in)
+		res, err := r.apply(ctx, t, &p, prev, now)
+		if replan, ok := errors.AsType[errReplan](err); ok {
+			if attempt < maxConflictRetries {
+				in.secret = replan.live
+				continue
+			}
+			res.failures = append(res.failures, tcrv1.TargetFailure{
+				Kind: kindSecret, NamespacedName: ns.Name + "/" + t.owner.secretName(), Reason: tcrv1.ReasonWriteFailed,
+				Message: "the Secret kept changing while it was written; retrying",
+			})
+		}
+		r.record(t, ns.Name, res)
+		if !resultEqual(prev, &res) {
+			r.requestStatus(t.owner.name)
+		}
+		return res, err
+	}
+}
+
+// gather reads what a plan needs about one namespace: the cached ServiceAccounts and Secret,
+// overlaid with this controller's recent writes. A Secret outside the label-filtered cache can
+// only be foreign; it is read from the API server when it may matter: when the last pass found
+// one, or when a ServiceAccount references the name (whose reference must not be removed if the
+// Secret is someone else's).
+func (r *Reconciler) gather(ctx context.Context, o owner, ns *metav1.PartialObjectMetadata, foreign bool) (planInput, error) {
+	in := planInput{owner: o, namespace: ns, serviceAccounts: r.serviceAccounts(ns.Name)}
+	name := o.secretName()
+	in.secret = r.cachedSecret(ns.Name, name)
+	if in.secret != nil || ns.DeletionTimestamp != nil {
+		return in, nil
+	}
+	referenced := false
+	for _, sa := range in.serviceAccounts {
+		referenced = referenced || hasRef(sa, name)
+	}
+	if foreign || referenced {
+		live, err := r.liveSecret(ctx, ns.Name, name)
+		if err != nil {
+			return in, err
+		}
+		in.secret = live
+	}
+	return in, nil
+}
+
+// cleanOrphan is the namespace pass of an ImagePullSecret that no longer exists: a Secret of it
+// outlived its cleanup (its finalizer was removed by hand, or a pass raced with it). The Secret
+// is removed when it is ours by the ownership rule for the owner its controller reference names,
+// and so are the references to it.
+func (r *Reconciler) cleanOrphan(ctx context.Context, name, namespace string) error {
+	ns := r.store.namespace(namespace)
+	if ns == nil {
+		return nil
+	}
+	defer r.locks.lock(name, namespace)()
+	o := owner{name: name}
+	if s := r.cachedSecret(namespace, o.secretName()); s != nil {
+		if claimed, ok := claimedOwner(s); ok && claimed.name == name {
+			o = claimed
+		}
+	}
+	in, err := r.gather(ctx, o, ns, false)
+	if err != nil {
+		return err
+	}
+	p := plan(in) // no rule: remove what is ours
+	if _, err := r.apply(ctx, &target{owner: o}, &p, nil, time.Now().Unix()); err != nil {
+		if _, ok := errors.AsType[errReplan](err); !ok {
+			return err
+		}
+	}
+	return nil
+}
+
+// reconcileImagePullSecret is the full pass over one ImagePullSecret: its finalizer, a walk over
+// every namespace when what it distributes changed, and its status.
 func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) (ctrl.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
+	unlock := r.owners.rlock(name)
 	ips := &tcrv1.ImagePullSecret{}
 	if err := r.client.Get(ctx, types.NamespacedName{Name: name}, ips); err != nil {
+		unlock()
 		if apierrors.IsNotFound(err) {
 			r.forget(name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
 	}
+	if !ips.DeletionTimestamp.IsZero() {
+		unlock()
+		// Cleanup waits for every namespace pass of this ImagePullSecret to end, and those that
+		// start later see it deleting.
+		defer r.owners.lock(name)()
+		return ctrl.Result{}, r.finalize(ctx, name)
+	}
+	defer unlock()
 	r.mu.Lock()
 	r.names[ips.Name] = ips.UID
 	r.mu.Unlock()
-	if !ips.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.finalize(ctx, ips)
-	}
 	if !controllerutil.ContainsFinalizer(ips, tcrv1.Finalizer) {
 		orig := ips.DeepCopy()
 		controllerutil.AddFinalizer(ips, tcrv1.Finalizer)
 		if err := r.client.Patch(ctx, ips, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding the finalizer to ImagePullSecret %s: %w", name, err)
 		}
+		r.expect.wrote(kindImagePullSecret, ips, orig.ResourceVersion)
 	}
+	// The status as the API server holds it: ours when the cache has not caught up with our
+	// last write.
+	if o, ok := r.expect.overlay(kindImagePullSecret, "", ips.Name, ips).(*tcrv1.ImagePullSecret); ok && o != nil {
+		ips = o
+	}
+	cur := &ips.Status
 
+	valid := r.validate(ips, cur)
 	t, bad, err := r.prepare(ctx, ips)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if bad != nil {
-		st := ips.Status.DeepCopy()
+		st := cur.DeepCopy()
 		st.ObservedGeneration = ips.Generation
-		setReady(st, ips.Generation, metav1.ConditionFalse, bad.reason, bad.message)
-		if r.memory.report(targetKey{uid: ips.UID, kind: "ImagePullSecret", name: ips.Name}, bad.reason) {
+		setValid(st, ips.Generation, valid)
+		if c := meta.FindStatusCondition(cur.Conditions, tcrv1.ConditionReady); c == nil || c.Reason != bad.reason || c.Message != bad.message {
 			r.recorder.Eventf(ips, nil, corev1.EventTypeWarning, bad.reason, "Distribute", "%s", bad.message)
 		}
-		return ctrl.Result{}, r.writeStatus(ctx, ips, st)
+		setCondition(st, ips.Generation, tcrv1.ConditionReady, metav1.ConditionFalse, bad.reason, bad.message)
+		_, err := r.writeStatus(ctx, ips, cur, st)
+		return ctrl.Result{}, err
 	}
-	r.memory.resolved(targetKey{uid: ips.UID, kind: "ImagePullSecret", name: ips.Name})
 
-	namespaces := r.store.allNamespaces()
-	results := make([]nsResult, len(namespaces))
-	errs := make([]error, len(namespaces))
-	start := time.Now()
-	parallel(r.opts.PassParallelism, len(namespaces), func(i int) {
-		results[i], errs[i] = r.syncNamespace(ctx, t, namespaces[i])
-	})
-	r.mu.Lock()
-	r.passTime[ips.Name] = time.Since(start)
-	r.mu.Unlock()
-	st, ready := r.buildStatus(ips, results, start)
-	wasReady := isReady(&ips.Status)
-	if err := r.writeStatus(ctx, ips, st); err != nil {
+	var passErr error
+	if mark, walk := r.needsWalk(t); walk {
+		if passErr = r.walk(ctx, t); passErr == nil {
+			r.mu.Lock()
+			r.passed[t.owner.uid] = mark
+			r.mu.Unlock()
+		}
+	}
+
+	st := buildStatus(ips, cur, r.results, r.opts.StatusListLimit)
+	setValid(st, ips.Generation, valid)
+	wrote, err := r.writeStatus(ctx, ips, cur, st)
+	if err != nil {
 		if apierrors.IsConflict(err) {
 			// The ImagePullSecret changed meanwhile; its update event brings a new pass.
-			return ctrl.Result{RequeueAfter: r.statusDelay(ips.Name)}, nil
+			return ctrl.Result{RequeueAfter: r.opts.StatusDelay}, nil
 		}
 		return ctrl.Result{}, err
 	}
 	setGauges(ips.Name, st.SecretsDesired, st.SecretsSuccess, st.SAsDesired, st.SAsSuccess)
-	if ready && !wasReady {
-		r.recorder.Eventf(ips, nil, corev1.EventTypeNormal, "Distributed", "Distribute",
+	if wrote && meta.IsStatusConditionTrue(st.Conditions, tcrv1.ConditionReady) && !meta.IsStatusConditionTrue(cur.Conditions, tcrv1.ConditionReady) {
+		r.recorder.Eventf(ips, nil, corev1.EventTypeNormal, tcrv1.ReasonDistributed, "Distribute",
 			"Secret %s is in %d namespaces and referenced by %d ServiceAccounts", ips.SecretName(), st.SecretsSuccess, st.SAsSuccess)
-		log.Info("Distributed ImagePullSecret", "imagePullSecret", ips.Name,
-			"secrets", st.SecretsSuccess, "serviceAccounts", st.SAsSuccess)
+		ctrl.LoggerFrom(ctx).Info("Distributed ImagePullSecret", "secrets", st.SecretsSuccess, "serviceAccounts", st.SAsSuccess)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return ctrl.Result{}, err
-	}
-	for _, res := range results {
-		if res.foreign {
-			return ctrl.Result{RequeueAfter: foreignRecheck}, nil
-		}
-	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, passErr
 }
 
-// statusDelay is how long the status pass of the ImagePullSecret name waits after an event:
-// StatusDelay, or longer when its last full pass was expensive (statusPassShare).
-func (r *Reconciler) statusDelay(name string) time.Duration {
+// needsWalk reports whether the full pass of t must walk every namespace: when the spec or the
+// Secret content changed since the last complete walk. Otherwise the namespace passes have kept
+// every result current and the status needs only adding them up.
+func (r *Reconciler) needsWalk(t *target) (passMark, bool) {
+	mark := passMark{generation: t.ips.Generation, data: t.data.hash}
 	r.mu.Lock()
-	d := statusPassShare * r.passTime[name]
+	last, ok := r.passed[t.owner.uid]
 	r.mu.Unlock()
-	return min(max(d, r.opts.StatusDelay), max(maxStatusDelay, r.opts.StatusDelay))
+	return mark, !ok || last != mark
+}
+
+// walk runs the namespace pass of t over every cached namespace, PassParallelism at a time. A
+// namespace whose name is held by a foreign Secret gets its own namespace pass again after
+// foreignRecheck: that Secret is outside the label-filtered cache, so no event tells us when it
+// goes.
+func (r *Reconciler) walk(ctx context.Context, t *target) error {
+	namespaces := r.store.allNamespaces()
+	errs := make([]error, len(namespaces))
+	parallel(r.opts.PassParallelism, len(namespaces), func(i int) {
+		var res nsResult
+		res, errs[i] = r.syncNamespace(ctx, t, namespaces[i])
+		if res.foreign && r.queue != nil {
+			r.queue.AddAfter(key{ImagePullSecret: t.owner.name, Namespace: namespaces[i].Name}, foreignRecheck)
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// validate checks the spec of ips as the admission webhook does, with one Warning Event when it
+// turns invalid. The controller keeps the original's lenient reading of such a spec.
+func (r *Reconciler) validate(ips *tcrv1.ImagePullSecret, cur *tcrv1.ImagePullSecretStatus) *invalid {
+	errs, _ := engine.Validate(&ips.Spec)
+	if len(errs) == 0 {
+		return nil
+	}
+	bad := &invalid{reason: tcrv1.ReasonInvalidSpec, message: "the admission webhook would refuse this spec: " + describe(errs)}
+	if c := meta.FindStatusCondition(cur.Conditions, tcrv1.ConditionValid); c == nil || c.Status != metav1.ConditionFalse || c.Message != bad.message {
+		r.recorder.Eventf(ips, nil, corev1.EventTypeWarning, bad.reason, "Validate", "%s", bad.message)
+	}
+	return bad
+}
+
+func setValid(st *tcrv1.ImagePullSecretStatus, generation int64, bad *invalid) {
+	if bad != nil {
+		setCondition(st, generation, tcrv1.ConditionValid, metav1.ConditionFalse, bad.reason, bad.message)
+		return
+	}
+	setCondition(st, generation, tcrv1.ConditionValid, metav1.ConditionTrue, tcrv1.ReasonValidSpec, "the admission webhook accepts this spec")
 }
 
 // parallel runs fn(0..n-1) on at most workers goroutines.
@@ -373,49 +559,20 @@ func parallel(workers, n int, fn func(int)) {
 	wg.Wait()
 }
 
-// writtenStatus is a status this controller wrote over the object at resourceVersion over.
-type writtenStatus struct {
-	over   string
-	status *tcrv1.ImagePullSecretStatus
-}
-
-// writeStatus writes st as the status of ips, unless it is what the API server already holds:
-// either what ips says, or, while the cache still shows the version our last write replaced,
-// what we wrote then.
-func (r *Reconciler) writeStatus(ctx context.Context, ips *tcrv1.ImagePullSecret, st *tcrv1.ImagePullSecretStatus) error {
-	if statusEqual(&ips.Status, st) {
-		return nil
+// finalize removes every Secret the ImagePullSecret name made and every reference to it, then
+// its finalizer. It runs under the exclusive lock of name: no namespace pass runs meanwhile.
+func (r *Reconciler) finalize(ctx context.Context, name string) error {
+	ips := &tcrv1.ImagePullSecret{}
+	if err := r.client.Get(ctx, types.NamespacedName{Name: name}, ips); err != nil {
+		return client.IgnoreNotFound(err)
 	}
-	r.mu.Lock()
-	last, ok := r.written[ips.UID]
-	r.mu.Unlock()
-	if ok && last.over == ips.ResourceVersion && statusEqual(last.status, st) {
-		return nil
-	}
-	// An update, not a merge patch: the status is entirely ours, the counters must be sent even
-	// when zero, and lists that became empty must be cleared. resourceVersion guards it.
-	over := ips.ResourceVersion
-	ips = ips.DeepCopy()
-	ips.Status = *st
-	if err := r.client.Status().Update(ctx, ips); err != nil {
-		return fmt.Errorf("writing the status of ImagePullSecret %s: %w", ips.Name, err)
-	}
-	r.mu.Lock()
-	r.written[ips.UID] = writtenStatus{over: over, status: st}
-	r.mu.Unlock()
-	ctrl.LoggerFrom(ctx).V(1).Info("Updated status of ImagePullSecret", "imagePullSecret", ips.Name,
-		"secretsDesired", st.SecretsDesired, "secretsSuccess", st.SecretsSuccess,
-		"sAsDesired", st.SAsDesired, "sAsSuccess", st.SAsSuccess)
-	return nil
-}
-
-// finalize removes every Secret and reference ips made, then its finalizer.
-func (r *Reconciler) finalize(ctx context.Context, ips *tcrv1.ImagePullSecret) error {
 	if !controllerutil.ContainsFinalizer(ips, tcrv1.Finalizer) {
 		return nil
 	}
+	o := ownerOf(ips)
+	secretName := o.secretName()
 	// The Secrets from the API server, not the cache: a Secret created a moment ago must go too.
-	// Their metadata is all a delete needs.
+	// Their metadata is all the ownership rule and a delete need.
 	secrets := &metav1.PartialObjectMetadataList{}
 	secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
 	if err := r.reader.List(ctx, secrets, client.MatchingLabels{
@@ -423,22 +580,48 @@ func (r *Reconciler) finalize(ctx context.Context, ips *tcrv1.ImagePullSecret) e
 	}); err != nil {
 		return fmt.Errorf("listing the Secrets of ImagePullSecret %s: %w", ips.Name, err)
 	}
-	errs := make([]error, len(secrets.Items))
-	parallel(r.opts.PassParallelism, len(secrets.Items), func(i int) {
-		errs[i] = r.deleteSecret(ctx, &secrets.Items[i])
-	})
-	secretName := ips.SecretName()
-	var refs []*slimServiceAccount
-	for _, cached := range r.store.allServiceAccounts() {
-		o := r.tracker.overlay(kindServiceAccount, cached.namespace, cached.name, cached)
-		if sa, ok := o.(*slimServiceAccount); ok && sa != nil && slices.ContainsFunc(sa.imagePullSecrets,
-			func(ref corev1.LocalObjectReference) bool { return ref.Name == secretName }) {
-			refs = append(refs, sa)
+	// held says, per namespace, whether the name is held by a Secret that is not ours: there,
+	// references to it are someone else's and stay.
+	held := map[string]bool{}
+	var ours []*metav1.PartialObjectMetadata
+	for i := range secrets.Items {
+		s := &secrets.Items[i]
+		if s.Name != secretName {
+			continue
 		}
+		if owned(s, o) {
+			ours = append(ours, s)
+			held[s.Namespace] = false
+		} else {
+			held[s.Namespace] = true
+		}
+	}
+	errs := make([]error, len(ours))
+	parallel(r.opts.PassParallelism, len(ours), func(i int) {
+		errs[i] = r.deleteSecret(ctx, ours[i])
+	})
+	var refs []*slimServiceAccount
+	for _, sa := range r.store.allServiceAccounts() {
+		if o, ok := r.expect.overlay(kindServiceAccount, sa.namespace, sa.name, sa).(*slimServiceAccount); ok && o != nil && hasRef(o, secretName) {
+			refs = append(refs, o)
+		}
+	}
+	for _, sa := range refs {
+		if _, known := held[sa.namespace]; known {
+			continue
+		}
+		// No labelled Secret of that name: an unlabelled one would be someone else's.
+		live, err := r.liveSecret(ctx, sa.namespace, secretName)
+		if err != nil {
+			return err
+		}
+		held[sa.namespace] = live != nil
 	}
 	saErrs := make([]error, len(refs))
 	parallel(r.opts.PassParallelism, len(refs), func(i int) {
-		_, saErrs[i] = r.patchServiceAccount(ctx, refs[i], secretName, false)
+		if !held[refs[i].namespace] {
+			saErrs[i] = r.patchServiceAccount(ctx, refs[i], secretName, false)
+		}
 	})
 	if err := errors.Join(append(errs, saErrs...)...); err != nil {
 		return err
@@ -448,8 +631,7 @@ func (r *Reconciler) finalize(ctx context.Context, ips *tcrv1.ImagePullSecret) e
 	if err := r.client.Patch(ctx, ips, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	ctrl.LoggerFrom(ctx).Info("Cleaned up ImagePullSecret", "imagePullSecret", ips.Name,
-		"secrets", len(secrets.Items), "serviceAccounts", len(refs))
+	ctrl.LoggerFrom(ctx).Info("Cleaned up ImagePullSecret", "secrets", len(ours), "serviceAccounts", len(refs))
 	r.forget(ips.Name)
 	return nil
 }
@@ -459,12 +641,95 @@ func (r *Reconciler) forget(name string) {
 	r.mu.Lock()
 	uid, ok := r.names[name]
 	delete(r.names, name)
-	delete(r.written, uid)
-	delete(r.passTime, name)
+	delete(r.passed, uid)
 	r.mu.Unlock()
 	if ok {
 		r.rules.Forget(uid)
-		r.memory.forgetCR(uid)
+		r.results.forgetOwner(uid)
 	}
 	deleteGauges(name)
+}
+
+// serviceAccounts returns the ServiceAccounts of a namespace from the cache, overlaid with this
+// controller's own recent writes. The objects are shared with the cache: never modify them.
+func (r *Reconciler) serviceAccounts(namespace string) []*slimServiceAccount {
+	cached := r.store.serviceAccountsIn(namespace)
+	out := cached[:0]
+	for _, sa := range cached {
+		if o := r.expect.overlay(kindServiceAccount, namespace, sa.name, sa); o != nil {
+			out = append(out, o.(*slimServiceAccount))
+		}
+	}
+	return out
+}
+
+// cachedSecret returns the labelled Secret namespace/name from the cache overlaid with this
+// controller's recent writes, or nil. The object may be shared with the cache: never modify it.
+func (r *Reconciler) cachedSecret(namespace, name string) *slimSecret {
+	var cached client.Object
+	if s := r.store.secret(namespace, name); s != nil {
+		cached = s
+	}
+	if o := r.expect.overlay(kindSecret, namespace, name, cached); o != nil {
+		return o.(*slimSecret)
+	}
+	return nil
+}
+
+// resultEqual reports whether two results show the same in the status.
+func resultEqual(a, b *nsResult) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.wantSecret != b.wantSecret || a.secretOK != b.secretOK || a.secretAt != b.secretAt ||
+		a.foreign != b.foreign || len(a.sas) != len(b.sas) || len(a.failures) != len(b.failures) {
+		return false
+	}
+	for i := range a.sas {
+		if a.sas[i] != b.sas[i] {
+			return false
+		}
+	}
+	for i := range a.failures {
+		if a.failures[i] != b.failures[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// pairLocks serialise work on one (ImagePullSecret, namespace) pair, so that a full pass and a
+// namespace pass never write the same objects at the same time.
+type pairLocks [256]sync.Mutex
+
+func (l *pairLocks) lock(ips, namespace string) func() {
+	m := &l[hash(ips, namespace)%uint32(len(l))]
+	m.Lock()
+	return m.Unlock
+}
+
+// ownerLocks let the passes of one ImagePullSecret run together (read locks) and its cleanup
+// run alone (write lock), so that no pass writes a Secret after the cleanup listed them.
+// A pass takes its read lock once, before it reads the ImagePullSecret.
+type ownerLocks [64]sync.RWMutex
+
+func (l *ownerLocks) rlock(ips string) func() {
+	m := &l[hash(ips)%uint32(len(l))]
+	m.RLock()
+	return m.RUnlock
+}
+
+func (l *ownerLocks) lock(ips string) func() {
+	m := &l[hash(ips)%uint32(len(l))]
+	m.Lock()
+	return m.Unlock
+}
+
+func hash(parts ...string) uint32 {
+	h := fnv.New32a()
+	for _, p := range parts {
+		_, _ = h.Write([]byte(p))
+		_, _ = h.Write([]byte{0})
+	}
+	return h.Sum32()
 }

@@ -36,9 +36,7 @@ type slimMeta struct {
 // last-applied-configuration annotation is dropped: rules may read annotations, but this one
 // only repeats the object and can be large.
 func newSlimMeta(m *metav1.ObjectMeta) slimMeta {
-	if _, ok := m.Annotations[lastAppliedAnnotation]; ok {
-		delete(m.Annotations, lastAppliedAnnotation)
-	}
+	delete(m.Annotations, lastAppliedAnnotation)
 	return slimMeta{
 		namespace: m.Namespace, name: m.Name, resourceVersion: m.ResourceVersion, uid: m.UID,
 		creationTimestamp: m.CreationTimestamp, deletionTimestamp: m.DeletionTimestamp,

@@ -12,16 +12,22 @@ import (
 // (e.g. the object was deleted by someone else before the cache saw our write).
 const expectationTTL = 30 * time.Second
 
-// tracker remembers the objects this controller wrote until the informer cache has caught up
-// with them. Reads overlay it on the cache so that a pass that runs right after another one
-// does not write again what the cache does not show yet: this is what keeps the number of API
-// writes at the minimum during a burst.
-type tracker struct {
+// expectations is the one memory of this controller's writes (docs/design.md, "Minimal
+// writes"): apply records every create, patch, delete and status update in it until the informer
+// cache has caught up with them. It serves two purposes:
+//   - overlay: reads see the object as this controller wrote it while the cache still shows an
+//     older version, so that a pass that runs right after another does not write the same change
+//     again (this keeps the number of writes at the minimum during a burst);
+//   - echo detection: the watch event of our own write is recognised (observed) and needs no pass.
+//
+// The time of each write travels with the pass's result into record, which keeps it for the
+// status's updatedAt.
+type expectations struct {
 	mu   sync.Mutex
-	objs map[trackKey]expectation
+	objs map[expectKey]expectation
 }
 
-type trackKey struct {
+type expectKey struct {
 	kind, namespace, name string
 }
 
@@ -32,7 +38,7 @@ type expectation struct {
 	expires time.Time
 }
 
-func newTracker() *tracker { return &tracker{objs: map[trackKey]expectation{}} }
+func newExpectations() *expectations { return &expectations{objs: map[expectKey]expectation{}} }
 
 func resourceVersion(obj client.Object) (uint64, bool) {
 	rv, err := strconv.ParseUint(obj.GetResourceVersion(), 10, 64)
@@ -41,22 +47,22 @@ func resourceVersion(obj client.Object) (uint64, bool) {
 
 // wrote records obj as the API server returned it from a create (base "") or from an update or
 // patch made over resourceVersion base.
-func (t *tracker) wrote(kind string, obj client.Object, base string) {
+func (t *expectations) wrote(kind string, obj client.Object, base string) {
 	rv, ok := resourceVersion(obj)
 	if !ok {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.objs[trackKey{kind, obj.GetNamespace(), obj.GetName()}] = expectation{obj: obj, rv: rv, base: base, expires: time.Now().Add(expectationTTL)}
+	t.objs[expectKey{kind, obj.GetNamespace(), obj.GetName()}] = expectation{obj: obj, rv: rv, base: base, expires: time.Now().Add(expectationTTL)}
 }
 
 // deleted records that obj, as last seen, was deleted.
-func (t *tracker) deleted(kind string, obj client.Object) {
+func (t *expectations) deleted(kind string, obj client.Object) {
 	rv, _ := resourceVersion(obj)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.objs[trackKey{kind, obj.GetNamespace(), obj.GetName()}] = expectation{rv: rv, expires: time.Now().Add(expectationTTL)}
+	t.objs[expectKey{kind, obj.GetNamespace(), obj.GetName()}] = expectation{rv: rv, expires: time.Now().Add(expectationTTL)}
 }
 
 // observed is called with every object the cache delivers, and the version it replaces (nil for
@@ -65,8 +71,8 @@ func (t *tracker) deleted(kind string, obj client.Object) {
 // the object: the very version it wrote, replacing the very version it wrote over (so that an
 // event that folds someone else's change in, as after a relist, is not taken for an echo), or
 // its own delete. An echo needs no further pass.
-func (t *tracker) observed(kind string, obj, old client.Object, gone bool) (echo bool) {
-	k := trackKey{kind, obj.GetNamespace(), obj.GetName()}
+func (t *expectations) observed(kind string, obj, old client.Object, gone bool) (echo bool) {
+	k := expectKey{kind, obj.GetNamespace(), obj.GetName()}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.objs[k]
@@ -91,8 +97,8 @@ func (t *tracker) observed(kind string, obj, old client.Object, gone bool) (echo
 // overlay returns what the controller should believe about an object given what the cache holds
 // (nil when absent): the cached object, or the newer one this controller wrote, or nil when this
 // controller deleted it and the cache still shows it.
-func (t *tracker) overlay(kind, namespace, name string, cached client.Object) client.Object {
-	k := trackKey{kind, namespace, name}
+func (t *expectations) overlay(kind, namespace, name string, cached client.Object) client.Object {
+	k := expectKey{kind, namespace, name}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.objs[k]
@@ -114,11 +120,4 @@ func (t *tracker) overlay(kind, namespace, name string, cached client.Object) cl
 		return nil
 	}
 	return e.obj.DeepCopyObject().(client.Object)
-}
-
-// forget drops the expectation about one object.
-func (t *tracker) forget(kind, namespace, name string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.objs, trackKey{kind, namespace, name})
 }
