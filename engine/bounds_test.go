@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 )
 
 // badList is n copies of the invalid namespace name "A", comma-separated: 2n-1 bytes, the
@@ -170,4 +172,14 @@ func TestTheAdmissionCacheIsBoundedAndKeyedByContent(t *testing.T) {
 	assert.Equal(t, before+3, c.compiles.Load(), "a selection over the key limit is compiled every time")
 	_, ok := selectionKey(&huge)
 	assert.False(t, ok)
+}
+
+// TestListsOverTheCRDLimitAreRefusedUnread: a list longer than the CRD allows, which only a
+// review sent straight to the webhook can carry, is refused as the API server would refuse it.
+func TestListsOverTheCRDLimitAreRefusedUnread(t *testing.T) {
+	spec := validSpec()
+	spec.ServiceAccounts = badList(tcrv1.MaxListLength)
+	errs, _ := Validate(&spec)
+	require.Len(t, errs, 1)
+	assert.Equal(t, "spec.serviceAccounts: Too long: may not be more than 262144 bytes", errs[0].Error())
 }

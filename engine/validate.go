@@ -52,6 +52,11 @@ func validateCompiled(spec *tcrv1.ImagePullSecretSpec, compile func(*tcrv1.Image
 		{serviceAccountsPath, spec.ServiceAccounts, serviceAccountList},
 		{excludeNamespacesPath, spec.ExcludeNamespaces, exclusionList},
 	} {
+		if len(l.value) > tcrv1.MaxListLength {
+			// As the CRD schema says it, for a review that did not come through the API server.
+			errs = append(errs, field.TooLong(l.path, "", tcrv1.MaxListLength))
+			continue
+		}
 		if !validUTF8(l.value) {
 			errs = append(errs, notUTF8(l.path))
 			continue
