@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/engine"
 )
 
 // Names of the installed objects the webhook depends on (DESIGN.md §1).
@@ -98,6 +100,32 @@ func (o Options) withDefaults(server webhook.Server) Options {
 	return o
 }
 
+// MaxRequestBytes caps the body of an admission review; a larger one is refused unread. Any Pod
+// can reach the webhook's port, so the cap, not the API server, bounds what one request makes the
+// manager hold. An ImagePullSecret within the CRD's limits (three lists of at most
+// MaxListLength, two expressions of 4 KiB, annotations of at most 256 KiB, a capped status) is
+// under 1.2 MiB, and an update review carries it twice; 3 MiB is also the API server's own
+// default limit on a request body. controller-runtime's own cap is 7 MiB.
+const MaxRequestBytes = 3 << 20
+
+// Handler serves the validation of ImagePullSecrets by v, refusing bodies over MaxRequestBytes.
+func Handler(scheme *runtime.Scheme, v Validator) http.Handler {
+	return limitBody(admission.WithValidator[*tcrv1.ImagePullSecret](scheme, v), MaxRequestBytes)
+}
+
+// limitBody refuses a request whose declared length is over limit with 413 before reading it,
+// and cuts a body of undeclared length at limit, which the webhook then refuses as unreadable.
+func limitBody(next http.Handler, limit int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			http.Error(w, fmt.Sprintf("the request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit), http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next.ServeHTTP(w, r)
+	})
+}
+
 // Setup registers the validating webhook with mgr's webhook server and the certificate
 // provisioning with mgr. It returns a readiness check that fails until the serving certificate
 // is in place. The manager must have been created with a webhook server whose CertDir is
@@ -121,7 +149,12 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	if err := mgr.Add(p); err != nil {
 		return nil, fmt.Errorf("adding the certificate provisioner to the manager: %w", err)
 	}
-	server.Register(Path, admission.WithValidator[*tcrv1.ImagePullSecret](mgr.GetScheme(), Validator{}))
+	server.Register(Path, Handler(mgr.GetScheme(), Validator{
+		Rules:          engine.NewCache(),
+		Secrets:        mgr.GetAPIReader(),
+		Namespace:      opts.Namespace,
+		CertSecretName: opts.SecretName,
+	}))
 	started := server.StartedChecker()
 	return func(req *http.Request) error {
 		if err := p.Ready(); err != nil {

@@ -138,8 +138,19 @@ func reconcileCerts(data map[string][]byte, pol certPolicy, now time.Time) (map[
 	m := parseMaterial(data)
 	var why []string
 
-	// The bundle keeps every CA that is still valid, newest first.
-	cas := slices.DeleteFunc(slices.Clone(m.CAs), func(c *x509.Certificate) bool { return !now.Before(c.NotAfter) })
+	// The bundle keeps every CA that is still valid, newest first. A CA that is not valid yet
+	// (beyond the clock skew another replica may have) is dropped: sorted first as the newest,
+	// it would be the signer, fail to match any key and have a new CA issued behind it on every
+	// sync, a write loop that tampering with the Secret could start.
+	expired := 0
+	cas := slices.DeleteFunc(slices.Clone(m.CAs), func(c *x509.Certificate) bool {
+		if !now.Before(c.NotAfter) {
+			expired++
+			return true
+		}
+		return now.Add(clockSkew).Before(c.NotBefore)
+	})
+	notYetValid := len(m.CAs) - len(cas) - expired
 	sort.SliceStable(cas, func(i, j int) bool { return cas[i].NotBefore.After(cas[j].NotBefore) })
 	caKey := m.caKey
 	switch {
@@ -158,10 +169,17 @@ func reconcileCerts(data map[string][]byte, pol certPolicy, now time.Time) (map[
 		cas, caKey = append([]*x509.Certificate{ca}, cas...), key
 		why = append(why, "renewed the CA")
 	}
-	if len(cas) != len(m.CAs) && len(why) == 0 {
+	if expired > 0 && len(why) == 0 {
 		why = append(why, "dropped an expired CA")
 	}
+	if notYetValid > 0 {
+		why = append(why, "dropped a CA that is not valid yet")
+	}
 	signer := cas[0]
+	if bounded := boundBundle(cas, m.cert); len(bounded) < len(cas) {
+		cas = bounded
+		why = append(why, fmt.Sprintf("dropped CAs beyond the %d a bundle keeps", maxBundleCAs))
+	}
 
 	cert, key := m.cert, m.key
 	usable := servingUsable(cert, key, cas, pol, now)
@@ -200,6 +218,39 @@ func reconcileCerts(data map[string][]byte, pol certPolicy, now time.Time) (map[
 		}
 	}
 	return out, why, nil
+}
+
+// maxBundleCAs is the most CAs the bundle keeps. A scheduled rotation needs two (the new CA and
+// the one the serving certificate is still signed by during the overlap); the third is slack.
+// Without a bound, every removal of ca.key would add a CA for the lifetime of the old ones.
+const maxBundleCAs = 3
+
+// boundBundle keeps at most maxBundleCAs of cas (newest first, cas[0] the signer): the signer,
+// then the CA that signed cert, which is still being served, then the newest of the others.
+func boundBundle(cas []*x509.Certificate, cert *x509.Certificate) []*x509.Certificate {
+	if len(cas) <= maxBundleCAs {
+		return cas
+	}
+	out := []*x509.Certificate{cas[0]}
+	issuer := -1
+	if cert != nil {
+		for i, ca := range cas[1:] {
+			if signedBy(cert, ca) {
+				issuer = i + 1
+				out = append(out, ca)
+				break
+			}
+		}
+	}
+	for i, ca := range cas[1:] {
+		if len(out) == maxBundleCAs {
+			break
+		}
+		if i+1 != issuer {
+			out = append(out, ca)
+		}
+	}
+	return out
 }
 
 // servingUsable reports whether cert can go on being served: it parses, matches key, is valid

@@ -225,7 +225,7 @@ func webhookRefusal(name string) (*tcrv1.ImagePullSecret, string) {
 	ips := goodIPS(name)
 	ips.Spec.Namespaces = "team-*"
 	return ips, `admission webhook "vimagepullsecret.tcr.tencentcloudcr.com" denied the request: ImagePullSecret.tcr.tencentcloudcr.com "` +
-		name + `" is invalid: spec.namespaces: Invalid value: "team-*": "team-*" is a pattern, and patterns are not supported`
+		name + `" is invalid: spec.namespaces: Invalid value: "team-*": is a pattern, and patterns are not supported`
 }
 
 // waitServing waits until the API server calls the webhook over TLS: a CR only the webhook

@@ -82,7 +82,7 @@ func TestValidateUpdate(t *testing.T) {
 	}{
 		"a change that breaks a valid spec is refused": {
 			old: func(*tcrv1.ImagePullSecret) {}, new: broken,
-			wantErr: `spec.namespaces: Invalid value: "team-*": "team-*" is a pattern`,
+			wantErr: `spec.namespaces: Invalid value: "team-*": is a pattern, and patterns are not supported`,
 		},
 		"a valid change is admitted": {
 			old: func(*tcrv1.ImagePullSecret) {},

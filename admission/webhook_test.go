@@ -9,7 +9,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -19,8 +21,12 @@ import (
 	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
+// password is the registry password of every spec here: distinctive, so that a test can assert
+// that no response, refusal or warning ever repeats it.
+const password = "not-a-real-token"
+
 // dockerOK is a valid docker block, in YAML flow style.
-const dockerOK = `docker: {server: fanjiankong-bj.tencentcloudcr.com, username: "100012345678", password: not-a-real-token}`
+const dockerOK = `docker: {server: fanjiankong-bj.tencentcloudcr.com, username: "100012345678", password: ` + password + `}`
 
 // manifest renders an ImagePullSecret with the given spec, in YAML flow style, for kubectl.
 func manifest(name, spec string) string {
@@ -36,79 +42,87 @@ var refusals = map[string]struct {
 }{
 	"a namespace list with an empty entry": {
 		spec: `namespaces: "app-a,,app-b", serviceAccounts: "*", ` + dockerOK,
-		want: `spec.namespaces: Invalid value: "app-a,,app-b": has an empty entry: remove the extra comma`,
+		want: `spec.namespaces: Invalid value: "": entry 2 is empty: remove the extra comma`,
 	},
 	"a namespace list mixing * with names": {
 		spec: `namespaces: "*,default", ` + dockerOK,
-		want: `spec.namespaces: Invalid value: "*,default": "*" selects every namespace and cannot be combined with names: use "*" alone or list names only`,
+		want: `spec.namespaces: Invalid value: "*": selects every namespace and cannot be combined with names: use "*" alone or list names only`,
 	},
 	"a namespace pattern": {
 		spec: `namespaces: "team-*", ` + dockerOK,
-		want: `spec.namespaces: Invalid value: "team-*": "team-*" is a pattern, and patterns are not supported: list exact names, or use spec.namespaceSelector or spec.namespaceExpression`,
+		want: `spec.namespaces: Invalid value: "team-*": is a pattern, and patterns are not supported: list exact names, or use spec.namespaceSelector or spec.namespaceExpression`,
 	},
 	"a namespace regular expression": {
 		spec: `namespaces: "^prod-.+$", ` + dockerOK,
-		want: `spec.namespaces: Invalid value: "^prod-.+$": "^prod-.+$" is a pattern, and patterns are not supported`,
+		want: `spec.namespaces: Invalid value: "^prod-.+$": is a pattern, and patterns are not supported`,
 	},
 	"a namespace name that no namespace can have": {
 		spec: `namespaces: "default,Team_A", ` + dockerOK,
-		want: `spec.namespaces: Invalid value: "default,Team_A": "Team_A" is not a valid namespace name: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'`,
+		want: `spec.namespaces: Invalid value: "Team_A": is not a valid namespace name: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'`,
 	},
 	"a ServiceAccount list with an empty entry": {
 		spec: `serviceAccounts: "default,", ` + dockerOK,
-		want: `spec.serviceAccounts: Invalid value: "default,": has an empty entry: remove the extra comma`,
+		want: `spec.serviceAccounts: Invalid value: "": entry 2 is empty: remove the extra comma`,
 	},
 	"a ServiceAccount list mixing * with names": {
 		spec: `serviceAccounts: "default,*", ` + dockerOK,
-		want: `spec.serviceAccounts: Invalid value: "default,*": "*" selects every ServiceAccount and cannot be combined with names: use "*" alone or list names only`,
+		want: `spec.serviceAccounts: Invalid value: "*": selects every ServiceAccount and cannot be combined with names: use "*" alone or list names only`,
 	},
 	"a ServiceAccount pattern": {
 		spec: `serviceAccounts: "builder-?", ` + dockerOK,
-		want: `spec.serviceAccounts: Invalid value: "builder-?": "builder-?" is a pattern, and patterns are not supported: list exact names, or use spec.serviceAccountSelector or spec.serviceAccountExpression`,
+		want: `spec.serviceAccounts: Invalid value: "builder-?": is a pattern, and patterns are not supported: list exact names, or use spec.serviceAccountSelector or spec.serviceAccountExpression`,
 	},
 	"a ServiceAccount name that no ServiceAccount can have": {
 		spec: `serviceAccounts: "Builder", ` + dockerOK,
-		want: `spec.serviceAccounts: Invalid value: "Builder": "Builder" is not a valid ServiceAccount name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters`,
+		want: `spec.serviceAccounts: Invalid value: "Builder": is not a valid ServiceAccount name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters`,
 	},
 	"an exclusion of every namespace": {
 		spec: `excludeNamespaces: "*", ` + dockerOK,
-		want: `spec.excludeNamespaces: Invalid value: "*": "*" would exclude every namespace: list the exact names to exclude`,
+		want: `spec.excludeNamespaces: Invalid value: "*": would exclude every namespace: list the exact names to exclude`,
 	},
 	"an exclusion pattern": {
 		spec: `excludeNamespaces: "kube-*", ` + dockerOK,
-		want: `spec.excludeNamespaces: Invalid value: "kube-*": "kube-*" is a pattern, and patterns are not supported`,
+		want: `spec.excludeNamespaces: Invalid value: "kube-*": is a pattern, and patterns are not supported`,
 	},
 	"an exclusion list with an empty entry": {
 		spec: `excludeNamespaces: ",kube-system", ` + dockerOK,
-		want: `spec.excludeNamespaces: Invalid value: ",kube-system": has an empty entry: remove the extra comma`,
+		want: `spec.excludeNamespaces: Invalid value: "": entry 1 is empty: remove the extra comma`,
 	},
 	"a registry server with a scheme": {
-		spec:  `docker: {server: "https://fanjiankong-bj.tencentcloudcr.com", username: u, password: p}`,
+		spec:  `docker: {server: "https://fanjiankong-bj.tencentcloudcr.com", username: u, password: not-a-real-token}`,
 		want:  `spec.docker.server: Invalid value: "https://fanjiankong-bj.tencentcloudcr.com": docker.server must be a host name without a scheme such as https://`,
 		byCRD: true,
 	},
+	"a user name with a colon, which would make auth ambiguous": {
+		spec: `namespaces: "*", docker: {server: r.example.com, username: "team:robot", password: not-a-real-token}`,
+		want: `spec.docker.username: Invalid value: "team:robot": must not contain ":": the Secret's auth field is username:password, and a ":" in the user name would make it ambiguous`,
+	},
+	"16,000 bad namespace names, each named alone, 20 of them": {
+		spec: `namespaces: "` + strings.TrimSuffix(strings.Repeat("A,", 16_000), ",") + `", ` + dockerOK,
+		want: `spec.namespaces: Invalid value: "A": is not a valid namespace name: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?'), spec.namespaces: Invalid value: and 15980 more errors]`,
+	},
 	"a registry server with a path": {
-		spec: `docker: {server: "fanjiankong-bj.tencentcloudcr.com/team", username: u, password: p}`,
+		spec: `docker: {server: "fanjiankong-bj.tencentcloudcr.com/team", username: u, password: not-a-real-token}`,
 		want: `spec.docker.server: Invalid value: "fanjiankong-bj.tencentcloudcr.com/team": must be a host name without a path: write "fanjiankong-bj.tencentcloudcr.com" and put repository paths in image names`,
 	},
 	"a registry server with a space": {
-		spec: `docker: {server: "registry .example.com", username: u, password: p}`,
+		spec: `docker: {server: "registry .example.com", username: u, password: not-a-real-token}`,
 		want: `spec.docker.server: Invalid value: "registry .example.com": must not contain spaces: write the host name only, e.g. registry.example.com or registry.example.com:5000`,
 	},
 	"a registry server with port 0": {
-		spec: `docker: {server: "registry.example.com:0", username: u, password: p}`,
+		spec: `docker: {server: "registry.example.com:0", username: u, password: not-a-real-token}`,
 		want: `spec.docker.server: Invalid value: "registry.example.com:0": has an invalid port "0": use a port from 1 to 65535`,
 	},
 	"a registry server with a port out of range": {
-		spec: `docker: {server: "registry.example.com:70000", username: u, password: p}`,
+		spec: `docker: {server: "registry.example.com:70000", username: u, password: not-a-real-token}`,
 		want: `spec.docker.server: Invalid value: "registry.example.com:70000": has an invalid port "70000": use a port from 1 to 65535`,
 	},
 	"a registry server that is not a host name": {
-		spec: `docker: {server: "registry_example.com", username: u, password: p}`,
+		spec: `docker: {server: "registry_example.com", username: u, password: not-a-real-token}`,
 		want: `spec.docker.server: Invalid value: "registry_example.com": "registry_example.com" is not a valid host name or IP address: use a DNS name, e.g. registry.example.com or registry.example.com:5000`,
 	},
 	"an empty registry server": {
-		spec:  `docker: {server: "", username: u, password: p}`,
+		spec:  `docker: {server: "", username: u, password: not-a-real-token}`,
 		want:  `spec.docker.server: Invalid value: "": spec.docker.server in body should be at least 1 chars long`,
 		byCRD: true,
 	},
@@ -118,7 +132,7 @@ var refusals = map[string]struct {
 		byCRD: true,
 	},
 	"a user name that is only whitespace": {
-		spec:  `docker: {server: r.example.com, username: "  ", password: p}`,
+		spec:  `docker: {server: r.example.com, username: "  ", password: not-a-real-token}`,
 		want:  `spec.docker.username: Invalid value: "  ": docker.username must not be empty`,
 		byCRD: true,
 	},
@@ -133,7 +147,7 @@ var refusals = map[string]struct {
 		byCRD: true,
 	},
 	"a password and a password Secret at once": {
-		spec:  `docker: {server: r.example.com, username: u, password: p, passwordSecretRef: {name: tcr-password, key: password}}`,
+		spec:  `docker: {server: r.example.com, username: u, password: not-a-real-token, passwordSecretRef: {name: tcr-password, key: password}}`,
 		want:  `spec.docker: Invalid value: set either docker.password or docker.passwordSecretRef, not both`,
 		byCRD: true,
 	},
@@ -202,6 +216,22 @@ var warnings = map[string]struct {
 		spec: `serviceAccounts: "default,builder,default", ` + dockerOK,
 		want: []string{`Warning: spec.serviceAccounts: "default" is listed more than once; the duplicate is ignored`},
 	},
+	"an empty namespace list": {
+		spec: `namespaces: "", serviceAccounts: "", ` + dockerOK,
+		want: []string{"Warning: " + engine.MsgEmptyNamespaces},
+	},
+	"an omitted namespace list": {
+		spec: dockerOK,
+		want: []string{`Warning: spec.namespaces is empty, which selects every namespace, kube-system included, as "*" does: write "*" to say so, or list the namespaces`},
+	},
+	"a password Secret that has not opted in": {
+		spec: `namespaces: "*", docker: {server: r.example.com, username: u, passwordSecretRef: {name: unlabelled-password, key: password}}`,
+		want: []string{`Warning: spec.docker.passwordSecretRef: Secret tcr-assistant-system/unlabelled-password may not be a password source: it does not carry the label tcr.tencentcloudcr.com/password-source: "true", by which a Secret opts in to being a password source; nothing will be distributed from it`},
+	},
+	"the webhook's certificate Secret as password Secret": {
+		spec: `namespaces: "*", docker: {server: r.example.com, username: u, passwordSecretRef: {name: warnings-cert, key: ca.key}}`,
+		want: []string{`Warning: spec.docker.passwordSecretRef: Secret tcr-assistant-system/warnings-cert may not be a password source: it is the webhook's certificate Secret, which is never a password source; nothing will be distributed from it`},
+	},
 	"a namespace both listed and excluded": {
 		spec: `namespaces: "app-a,app-b", excludeNamespaces: app-b, ` + dockerOK,
 		want: []string{`Warning: spec.namespaces: "app-b" is also listed in spec.excludeNamespaces, so it is excluded`},
@@ -210,14 +240,15 @@ var warnings = map[string]struct {
 
 // goods lists CRs admitted without a word.
 var goods = map[string]string{
-	"the original documentation's sample":     `namespaces: "*", serviceAccounts: "*", ` + dockerOK,
-	"empty lists, which mean every target":    `namespaces: "", serviceAccounts: "", ` + dockerOK,
-	"lists of names with spaces around them":  `namespaces: " app-a , app-b ", serviceAccounts: "default, builder", ` + dockerOK,
-	"a registry with a port":                  `docker: {server: "registry.example.com:5000", username: u, password: p}`,
-	"a registry by IP address":                `docker: {server: "10.0.0.8:443", username: u, password: p}`,
-	"a password read from a Secret":           `docker: {server: r.example.com, username: u, passwordSecretRef: {name: tcr-password, key: password}}`,
-	"every extension together":                `namespaces: "*", namespaceSelector: {matchLabels: {env: prod}}, excludeNamespaces: "kube-system,kube-public", namespaceExpression: "namespace.name.startsWith('team-')", serviceAccountSelector: {matchExpressions: [{key: pulls, operator: Exists}]}, serviceAccountExpression: "serviceAccount.name != 'default'", ` + dockerOK,
-	"a password surrounded by spaces is kept": `docker: {server: r.example.com, username: u, password: " p4ss "}`,
+	"the original documentation's sample":       `namespaces: "*", serviceAccounts: "*", ` + dockerOK,
+	"lists of names with spaces around them":    `namespaces: " app-a , app-b ", serviceAccounts: "default, builder", ` + dockerOK,
+	"a registry with a port":                    `namespaces: "*", docker: {server: "registry.example.com:5000", username: u, password: not-a-real-token}`,
+	"a registry by IP address":                  `namespaces: "*", docker: {server: "10.0.0.8:443", username: u, password: not-a-real-token}`,
+	"a password Secret that does not exist yet": `namespaces: "*", docker: {server: r.example.com, username: u, passwordSecretRef: {name: not-there-yet, key: password}}`,
+	"a password Secret that opted in":           `namespaces: "*", docker: {server: r.example.com, username: u, passwordSecretRef: {name: labelled-password, key: password}}`,
+	"a password read from a Secret":             `namespaces: "*", docker: {server: r.example.com, username: u, passwordSecretRef: {name: tcr-password, key: password}}`,
+	"every extension together":                  `namespaces: "*", namespaceSelector: {matchLabels: {env: prod}}, excludeNamespaces: "kube-system,kube-public", namespaceExpression: "namespace.name.startsWith('team-')", serviceAccountSelector: {matchExpressions: [{key: pulls, operator: Exists}]}, serviceAccountExpression: "serviceAccount.name != 'default'", ` + dockerOK,
+	"a password surrounded by spaces is kept":   `namespaces: "*", docker: {server: r.example.com, username: u, password: " not-a-real-token "}`,
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -253,7 +284,7 @@ func TestBadImagePullSecretsAreRefusedWithTheFieldAndTheFix(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, stderr, fmt.Sprintf(`The ImagePullSecret %q is invalid: `, crName))
 			assert.Contains(t, stderr, tc.want)
-			assert.NotContains(t, stderr, "not-a-real-token", "no message repeats the password")
+			assert.NotContains(t, stderr, password, "no message repeats the password")
 			err = env.Client.Get(ctx, client.ObjectKey{Name: crName}, &tcrv1.ImagePullSecret{})
 			assert.True(t, apierrors.IsNotFound(err), "nothing was stored: %v", err)
 
@@ -271,6 +302,7 @@ func TestBadImagePullSecretsAreRefusedWithTheFieldAndTheFix(t *testing.T) {
 			}
 			assert.True(t, strings.HasPrefix(err.Error(), prefix), "%q\ndoes not start with\n%q", err.Error(), prefix)
 			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), password, "no message repeats the password")
 		})
 	}
 }
@@ -278,6 +310,7 @@ func TestBadImagePullSecretsAreRefusedWithTheFieldAndTheFix(t *testing.T) {
 func TestGoodImagePullSecretsAreAdmitted(t *testing.T) {
 	startSharedWebhook(t, "goods")
 	ctx := context.Background()
+	createPasswordSecret(t, "labelled-password", map[string]string{tcrv1.PasswordSourceLabel: "true"})
 	for i, name := range sortedKeys(goods) {
 		t.Run(name, func(t *testing.T) {
 			crName := fmt.Sprintf("admitted-%02d", i)
@@ -285,6 +318,7 @@ func TestGoodImagePullSecretsAreAdmitted(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, fmt.Sprintf("imagepullsecret.tcr.tencentcloudcr.com/%s created\n", crName), stdout)
 			assert.Empty(t, stderr, "no warning")
+			assert.NotContains(t, stdout, password)
 			ips := &tcrv1.ImagePullSecret{}
 			require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Name: crName}, ips))
 			require.NoError(t, env.Client.Delete(ctx, ips))
@@ -292,9 +326,10 @@ func TestGoodImagePullSecretsAreAdmitted(t *testing.T) {
 	}
 }
 
-func TestDuplicatesAreAdmittedWithAWarning(t *testing.T) {
+func TestQuestionableImagePullSecretsAreAdmittedWithAWarning(t *testing.T) {
 	startSharedWebhook(t, "warnings")
 	ctx := context.Background()
+	createPasswordSecret(t, "unlabelled-password", nil)
 	for i, name := range sortedKeys(warnings) {
 		tc := warnings[name]
 		t.Run(name, func(t *testing.T) {
@@ -303,6 +338,7 @@ func TestDuplicatesAreAdmittedWithAWarning(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, fmt.Sprintf("imagepullsecret.tcr.tencentcloudcr.com/%s created\n", crName), stdout)
 			assert.Equal(t, tc.want, strings.Split(strings.TrimSpace(stderr), "\n"))
+			assert.NotContains(t, stdout+stderr, password)
 			ips := &tcrv1.ImagePullSecret{}
 			require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Name: crName}, ips))
 			require.NoError(t, env.Client.Delete(ctx, ips))
@@ -319,10 +355,12 @@ func TestAnUpdateThatBreaksAValidCRIsRefused(t *testing.T) {
 
 	_, stderr, err := env.Kubectl(manifest("update-me", `namespaces: "app-a,app-*", `+dockerOK), "apply", "-f", "-")
 	require.Error(t, err)
-	assert.Contains(t, stderr, `The ImagePullSecret "update-me" is invalid: spec.namespaces: Invalid value: "app-a,app-*": "app-*" is a pattern, and patterns are not supported`)
+	assert.Contains(t, stderr, `The ImagePullSecret "update-me" is invalid: spec.namespaces: Invalid value: "app-*": is a pattern, and patterns are not supported`)
+	assert.NotContains(t, stderr, password)
 
 	_, stderr, err = env.Kubectl("", "patch", "ips", "update-me", "--type=merge", "-p", `{"spec":{"docker":{"server":"registry.example.com/team"}}}`)
 	require.Error(t, err)
+	assert.NotContains(t, stderr, password)
 	assert.Contains(t, stderr, `spec.docker.server: Invalid value: "registry.example.com/team": must be a host name without a path`)
 
 	var stored tcrv1.ImagePullSecret
@@ -359,5 +397,24 @@ func TestTheWebhookConfigurationCanOnlyTouchImagePullSecrets(t *testing.T) {
 	assert.Equal(t, []string{"tcr.tencentcloudcr.com"}, r.APIGroups)
 	assert.Equal(t, []string{"v1"}, r.APIVersions)
 	assert.Equal(t, []string{"imagepullsecrets"}, r.Resources)
-	assert.ElementsMatch(t, []string{"CREATE", "UPDATE"}, []string{string(r.Operations[0]), string(r.Operations[1])})
+	ops := make([]string, len(r.Operations))
+	for i, op := range r.Operations {
+		ops[i] = string(op)
+	}
+	assert.ElementsMatch(t, []string{"CREATE", "UPDATE"}, ops, "every operation, not only the first two")
+}
+
+// createPasswordSecret creates an Opaque Secret holding the password in the controller's
+// namespace, with labels, for the test's duration.
+func createPasswordSecret(t *testing.T, name string, labels map[string]string) {
+	t.Helper()
+	ensureNamespace(t)
+	ctx := context.Background()
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: name, Labels: labels},
+		Type:       corev1.SecretTypeOpaque,
+		StringData: map[string]string{"password": password},
+	}
+	require.NoError(t, env.Client.Create(ctx, secret))
+	t.Cleanup(func() { require.NoError(t, client.IgnoreNotFound(env.Client.Delete(ctx, secret))) })
 }

@@ -92,7 +92,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 
 	// spec.namespaces
 	if !validUTF8(spec.Namespaces) {
-		errs = append(errs, field.Invalid(namespacesPath, spec.Namespaces, msgUTF8))
+		errs = append(errs, notUTF8(namespacesPath))
 	} else {
 		var names []string
 		r.nsAll, names = ParseList(spec.Namespaces)
@@ -104,7 +104,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 
 	// spec.excludeNamespaces
 	if !validUTF8(spec.ExcludeNamespaces) {
-		errs = append(errs, field.Invalid(excludeNamespacesPath, spec.ExcludeNamespaces, msgUTF8))
+		errs = append(errs, notUTF8(excludeNamespacesPath))
 	} else if names := parseExclusions(spec.ExcludeNamespaces); len(names) > 0 {
 		r.excluded = newNameSet(names)
 		nsClauses = append(nsClauses, clause{"!(namespace.name in " + quoteList(names) + ")", "!(namespace.name in " + varExcludedNames + ")"})
@@ -130,7 +130,7 @@ func Compile(spec *tcrv1.ImagePullSecretSpec) (*Rule, field.ErrorList) {
 
 	// spec.serviceAccounts
 	if !validUTF8(spec.ServiceAccounts) {
-		errs = append(errs, field.Invalid(serviceAccountsPath, spec.ServiceAccounts, msgUTF8))
+		errs = append(errs, notUTF8(serviceAccountsPath))
 	} else {
 		var names []string
 		r.saAll, names = ParseList(spec.ServiceAccounts)
@@ -292,6 +292,12 @@ func compileExpression(env celEnv, expr string, path *field.Path, vars string) (
 }
 
 const msgUTF8 = "must be valid UTF-8 text"
+
+// notUTF8 is the error for a list that is not UTF-8. It does not quote the list, which may be
+// long and cannot be shown as text anyway.
+func notUTF8(path *field.Path) *field.Error {
+	return field.Invalid(path, field.OmitValueType{}, msgUTF8)
+}
 
 // MatchNamespace reports whether ns is a target namespace of the rule. An error means a user
 // expression failed to evaluate (e.g. it read a missing label key); the namespace then does not

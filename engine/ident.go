@@ -30,7 +30,7 @@ func hideNamespace(src string) string {
 			i += end
 			continue
 		case c == '"' || c == '\'' || c == '`':
-			raw := c != '`' && i > 0 && (src[i-1] == 'r' || src[i-1] == 'R') && !identByte(byteAt(src, i-2))
+			raw := c != '`' && rawPrefix(src[:i])
 			end := stringEnd(src, i, raw)
 			b.WriteString(src[i:end])
 			i = end
@@ -93,11 +93,19 @@ func stringEnd(src string, i int, raw bool) int {
 	return len(src)
 }
 
-func byteAt(s string, i int) byte {
-	if i < 0 || i >= len(s) {
-		return 0
+// rawPrefix reports whether the word that ends before reaches a quote makes the string literal
+// raw: CEL's prefixes are r, b and both in either order, in either case, so br"\" is raw (its
+// backslash escapes nothing) while b"\\" is not.
+func rawPrefix(before string) bool {
+	j := len(before)
+	for j > 0 && identByte(before[j-1]) {
+		j--
 	}
-	return s[i]
+	switch strings.ToLower(before[j:]) {
+	case "r", "rb", "br":
+		return true
+	}
+	return false
 }
 
 func identStart(c byte) bool {

@@ -23,6 +23,11 @@ const (
 
 	// Finalizer keeps a CR until the controller has removed every Secret and reference it made.
 	Finalizer = "tcr.tencentcloudcr.com/cleanup"
+
+	// MaxListLength is the longest namespaces, serviceAccounts or excludeNamespaces list, in
+	// bytes: room for over 10,000 names, and a bound on what one CR makes the API server, the
+	// webhook and the controller hold. The CRD schema and the webhook both enforce it.
+	MaxListLength = 256 * 1024
 )
 
 // ImagePullSecretSpec says which registry credential to hand out and to whom.
@@ -37,12 +42,14 @@ type ImagePullSecretSpec struct {
 	// comma-separated list of exact namespace names (spaces around names are ignored). Patterns
 	// are not supported: use namespaceSelector or namespaceExpression for those.
 	// +optional
+	// +kubebuilder:validation:MaxLength=262144
 	Namespaces string `json:"namespaces,omitempty"`
 
 	// ServiceAccounts selects, in every target namespace, the ServiceAccounts whose
 	// imagePullSecrets get the Secret: "*" or "" selects all of them; otherwise a comma-separated
 	// list of exact ServiceAccount names (spaces around names are ignored).
 	// +optional
+	// +kubebuilder:validation:MaxLength=262144
 	ServiceAccounts string `json:"serviceAccounts,omitempty"`
 
 	// Docker is the registry credential written into each distributed Secret.
@@ -56,6 +63,7 @@ type ImagePullSecretSpec struct {
 	// ExcludeNamespaces is a comma-separated list of namespace names that are never targets, even
 	// when every other rule selects them.
 	// +optional
+	// +kubebuilder:validation:MaxLength=262144
 	ExcludeNamespaces string `json:"excludeNamespaces,omitempty"`
 
 	// NamespaceExpression, when set, is a CEL expression that must evaluate to true for a
