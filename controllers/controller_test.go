@@ -550,8 +550,9 @@ func TestPasswordSecretRefRotatesEveryCopy(t *testing.T) {
 	createNamespace(t, "ref-b", nil, "default")
 	first := password("ref-first")
 	src := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ownNamespace, Name: "registry-password"},
-		Data:       map[string][]byte{"password": []byte(first)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ownNamespace, Name: "registry-password",
+			Labels: map[string]string{tcrv1.PasswordSourceLabel: "true"}},
+		Data: map[string][]byte{"password": []byte(first)},
 	}
 	require.NoError(t, env.Client.Create(ctx, src))
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, src) })
@@ -581,6 +582,73 @@ func TestPasswordSecretRefRotatesEveryCopy(t *testing.T) {
 		return env.Client.Update(ctx, cur)
 	}))
 	check(second)
+
+	// Withdrawing the opt-in stops distribution from the Secret: the copies keep their last
+	// good value and are not written.
+	before, err := getSecret("ref-a", "tcr.ipsbyref")
+	require.NoError(t, err)
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := &corev1.Secret{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(src), cur); err != nil {
+			return err
+		}
+		delete(cur.Labels, tcrv1.PasswordSourceLabel)
+		cur.Data["password"] = []byte(password("ref-third"))
+		return env.Client.Update(ctx, cur)
+	}))
+	eventuallyStatus(t, "byref", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		ready := meta.FindStatusCondition(st.Conditions, tcrv1.ConditionReady)
+		if assert.NotNil(c, ready) {
+			assert.Equal(c, metav1.ConditionFalse, ready.Status)
+			assert.Equal(c, tcrv1.ReasonPasswordSourceNotAllowed, ready.Reason)
+			assert.Equal(c, `Secret tcr-assistant-system/registry-password named by docker.passwordSecretRef may not be a password source: `+
+				`it does not carry the label tcr.tencentcloudcr.com/password-source: "true", by which a Secret opts in to being a password source; nothing is distributed from it`, ready.Message)
+		}
+	})
+	after, err := getSecret("ref-a", "tcr.ipsbyref")
+	require.NoError(t, err)
+	assert.Equal(t, before.ResourceVersion, after.ResourceVersion, "the copies keep their last good value")
+}
+
+// TestPasswordSecretRefIsNoConfusedDeputy points passwordSecretRef at Secrets of the own namespace
+// that may never be password sources, even labelled: the webhook's certificate Secret (its CA
+// key), a ServiceAccount token and a TLS Secret. Nothing is distributed from any of them.
+func TestPasswordSecretRefIsNoConfusedDeputy(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	createNamespace(t, "deputy", nil, "default")
+	optIn := map[string]string{tcrv1.PasswordSourceLabel: "true"}
+	for _, tc := range []struct {
+		secret *corev1.Secret
+		key    string
+		why    string
+	}{{
+		secret: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ownNamespace, Name: "tcr-assistant-webhook-server-cert", Labels: optIn},
+			Data: map[string][]byte{"ca.key": []byte(password("ca-key"))}},
+		key: "ca.key", why: "it is the webhook's certificate Secret, which is never a password source",
+	}, {
+		secret: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ownNamespace, Name: "deputy-tls", Labels: optIn},
+			Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": []byte("c"), "tls.key": []byte(password("tls-key"))}},
+		key: "tls.key", why: "it is of type kubernetes.io/tls, which is never a password source",
+	}} {
+		require.NoError(t, env.Client.Create(ctx, tc.secret))
+		t.Cleanup(func() { _ = env.Client.Delete(ctx, tc.secret) })
+		name := "deputy-" + strings.ReplaceAll(tc.key, ".", "-")
+		ips := newIPS(name, "deputy", "*")
+		ips.Spec.Docker.Password = ""
+		ips.Spec.Docker.PasswordSecretRef = &tcrv1.SecretKeyReference{Name: tc.secret.Name, Key: tc.key}
+		createIPS(t, ips)
+		eventuallyStatus(t, name, func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+			ready := meta.FindStatusCondition(st.Conditions, tcrv1.ConditionReady)
+			if assert.NotNil(c, ready) {
+				assert.Equal(c, tcrv1.ReasonPasswordSourceNotAllowed, ready.Reason)
+				assert.Equal(c, "Secret tcr-assistant-system/"+tc.secret.Name+" named by docker.passwordSecretRef may not be a password source: "+
+					tc.why+"; nothing is distributed from it", ready.Message)
+			}
+		})
+		_, err := getSecret("deputy", tcrv1.SecretNamePrefix+name)
+		assert.True(t, apierrors.IsNotFound(err), "nothing is distributed from %s", tc.secret.Name)
+	}
 }
 
 // TestPasswordSecretRefMissingSetsCondition reports a missing Secret without distributing.
@@ -763,7 +831,7 @@ func TestSpecTheWebhookWouldRefuseIsReported(t *testing.T) {
 	ctx := context.Background()
 	createNamespace(t, "dev-1", nil, "default")
 	createIPS(t, newIPS("pattern", "dev-*", "*"))
-	const message = `the admission webhook would refuse this spec: spec.namespaces: Invalid value: "dev-*" is not a namespace name: patterns are not supported; list exact names, or use namespaceSelector or namespaceExpression`
+	const message = `the admission webhook would refuse this spec: spec.namespaces: Invalid value: "dev-*": is a pattern, and patterns are not supported: list exact names, or use spec.namespaceSelector or spec.namespaceExpression`
 	eventuallyStatus(t, "pattern", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
 		valid := meta.FindStatusCondition(st.Conditions, tcrv1.ConditionValid)
 		if assert.NotNil(c, valid) {

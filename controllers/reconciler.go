@@ -74,7 +74,13 @@ type Options struct {
 	PassParallelism int
 	// StatusDelay is how long a status pass waits after the namespace pass that asked for it.
 	StatusDelay time.Duration
+	// WebhookSecretName is the webhook's certificate Secret in Namespace, which is never a
+	// password source.
+	WebhookSecretName string
 }
+
+// DefaultWebhookSecretName is the certificate Secret of the bundle's webhook.
+const DefaultWebhookSecretName = "tcr-assistant-webhook-server-cert"
 
 // key is an item of the controller's queue.
 type key struct {
@@ -138,6 +144,9 @@ func New(opts Options) *Reconciler {
 	}
 	if opts.StatusDelay <= 0 {
 		opts.StatusDelay = DefaultStatusDelay
+	}
+	if opts.WebhookSecretName == "" {
+		opts.WebhookSecretName = DefaultWebhookSecretName
 	}
 	return &Reconciler{
 		opts:    opts,
@@ -257,6 +266,13 @@ func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*
 			}
 			return nil, nil, fmt.Errorf("reading Secret %s/%s named by docker.passwordSecretRef: %w", r.opts.Namespace, ref.Name, err)
 		}
+		// Only a Secret that opted in: otherwise any CR could copy the webhook's CA key, or a
+		// token, into every namespace it selects.
+		if ok, why := tcrv1.PasswordSourceAllowed(s, r.opts.WebhookSecretName); !ok {
+			return nil, &invalid{reason: tcrv1.ReasonPasswordSourceNotAllowed, message: fmt.Sprintf(
+				"Secret %s/%s named by docker.passwordSecretRef may not be a password source: %s; nothing is distributed from it",
+				r.opts.Namespace, ref.Name, why)}, nil
+		}
 		v, ok := s.Data[ref.Key]
 		if !ok {
 			return nil, &invalid{reason: tcrv1.ReasonPasswordKeyNotFound, message: fmt.Sprintf(
@@ -271,10 +287,15 @@ func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*
 	return &target{ips: ips, owner: ownerOf(ips), rule: rule, data: newSecretData(data)}, nil, nil
 }
 
-// describe renders field errors without their values, which could be credentials.
+// describe renders field errors as the webhook does, except that the values of spec.docker,
+// which could be credentials, are left out.
 func describe(errs field.ErrorList) string {
 	msgs := make([]string, 0, len(errs))
 	for _, e := range errs {
+		if !strings.HasPrefix(e.Field, "spec.docker") {
+			msgs = append(msgs, e.Error())
+			continue
+		}
 		msg := e.Field + ": " + e.Type.String()
 		if e.Detail != "" {
 			msg += ": " + e.Detail

@@ -233,9 +233,9 @@ func successList(entries []successEntry, previous []tcrv1.TargetUpdate) []tcrv1.
 		at, ok := prev[nn]
 		switch {
 		case e.at != 0:
-			at = metav1.NewTime(time.Unix(e.at, 0))
+			at = metav1.NewTime(time.Unix(e.at, 0).UTC())
 		case !ok:
-			at = metav1.NewTime(time.Unix(e.fallback, 0))
+			at = metav1.NewTime(time.Unix(e.fallback, 0).UTC())
 		}
 		out[i] = tcrv1.TargetUpdate{NamespacedName: nn, UpdatedAt: at}
 	}

@@ -28,6 +28,10 @@ const (
 	ReasonPasswordSecretNotFound = "PasswordSecretNotFound"
 	// ReasonPasswordKeyNotFound: that Secret has no such key.
 	ReasonPasswordKeyNotFound = "PasswordKeyNotFound"
+	// ReasonPasswordSourceNotAllowed: that Secret may not be a password source (see
+	// PasswordSourceAllowed); nothing is distributed from it, and copies already distributed keep
+	// their last good value.
+	ReasonPasswordSourceNotAllowed = "PasswordSourceNotAllowed"
 
 	// ReasonSecretNotOwned: a Secret of the distributed name exists and is not ours; it is left
 	// untouched and no ServiceAccount is pointed at it.
