@@ -134,6 +134,13 @@ func hostsYAML(t *testing.T) []map[string]any {
 func TestInstallUpgradeAndUninstallWithHelm(t *testing.T) {
 	startControlPlane(t)
 	ctx := context.Background()
+	// The chart installs the CRD, which the control plane came with: Helm adopts nothing.
+	crd := &unstructured.Unstructured{}
+	crd.SetAPIVersion("apiextensions.k8s.io/v1")
+	crd.SetKind("CustomResourceDefinition")
+	crd.SetName("imagepullsecrets.tcr.tencentcloudcr.com")
+	require.NoError(t, env.Client.Delete(ctx, crd))
+	requireGone(t, crd, "", crd.GetName())
 	k := startKubelet(t, buildImage(t))
 
 	// Two namespaces with ServiceAccounts (this control plane creates none), one reference of
