@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -52,16 +53,31 @@ func TestRunRunsTheWholeAddOn(t *testing.T) {
 	}
 	text := banner.String()
 
-	// The bad rule was refused by the manager's webhook, with the engine's message.
+	// The bad rule was refused by the manager's webhook, with the engine's message (kubectl
+	// prints the webhook's field errors as "is invalid"), and the refusal leaks no credential.
 	var bad tcrv1.ImagePullSecret
 	require.NoError(t, yaml.Unmarshal([]byte(BadRule), &bad))
 	errs, _ := engine.Validate(&bad.Spec)
 	require.NotEmpty(t, errs)
-	assert.Contains(t, text, `admission webhook "vimagepullsecret.tcr.tencentcloudcr.com" denied the request`)
+	_, refusal, found := strings.Cut(text, "The webhook refuses a bad rule:\n")
+	require.True(t, found, text)
+	_, refusal, _ = strings.Cut(refusal, "\nEOF\n")
+	refusal, _, _ = strings.Cut(refusal, "\n\n")
+	assert.True(t, strings.HasPrefix(refusal, `The ImagePullSecret "bad-pattern" is invalid: `), refusal)
 	for _, e := range errs {
-		assert.Contains(t, text, e.Error())
+		assert.Contains(t, refusal, e.Error())
 	}
-	assert.NotContains(t, text, "demo-password")
+	assert.NotContains(t, refusal, bad.Spec.Docker.Password)
+	// It was not created; the kubeconfig the banner prints reaches the control plane.
+	m := regexp.MustCompile(`export KUBECONFIG=(\S+)`).FindStringSubmatch(text)
+	require.NotNil(t, m, text)
+	kubectl := os.Getenv("KUBECTL")
+	if kubectl == "" {
+		kubectl = "kubectl"
+	}
+	got, err := exec.Command(kubectl, "--kubeconfig", m[1], "get", "ips", "bad-pattern").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(got), `imagepullsecrets.tcr.tencentcloudcr.com "bad-pattern" not found`)
 
 	// The banner names the scratch hosts file, which the hosts-updater wrote the demo entry into.
 	hostsFile := filepath.Join(dir, "hosts")

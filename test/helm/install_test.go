@@ -159,6 +159,7 @@ func TestInstallUpgradeAndUninstallWithHelm(t *testing.T) {
 	// distributes them. No step but 'helm install'.
 	install(t, twoRules("first-password", "10.0.0.2"))
 	assert.Contains(t, k.jobLog("tcr-assistant-sync-apply"), "Applied ImagePullSecret team-a")
+	t.Logf("the apply hook's output:\n%s", k.jobLog("tcr-assistant-sync-apply"))
 	for _, name := range []string{"team-a", "team-b"} {
 		var ips tcrv1.ImagePullSecret
 		require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Name: name}, &ips))
