@@ -47,7 +47,7 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint with the repository's .golangci.yml.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: verify
-verify: generate manifests verify-installer lint ## Regenerate everything and fail on any difference; gofmt, go vet and golangci-lint.
+verify: generate manifests verify-installer verify-chart lint ## Regenerate everything and fail on any difference (CRD, RBAC, webhook, dist/install.yaml, the chart); gofmt, go vet and golangci-lint.
 	@changed=$$(git status --porcelain -- api config | grep -v '^??' || true); \
 	untracked=$$(git status --porcelain --untracked-files=all -- api config | grep '^??' || true); \
 	if [ -n "$$changed$$untracked" ]; then \
@@ -65,20 +65,21 @@ build: ## Build the binaries into bin/.
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/...
 
 # --- run (controller engineer) ---------------------------------------------------------------
-# RUN_ARGS are extra flags for bin/manager. Out of cluster the webhook is off by default (the API
-# server could not reach it); pass RUN_ARGS="--enable-webhook --webhook-extra-sans=..." to try it.
+# RUN_ARGS are extra flags for bin/manager. Against a configured cluster the webhook is off (the
+# API server could not reach it); with no cluster, hack/run runs the whole add-on locally, the
+# webhook included (see README).
 RUN_ARGS ?=
 
 .PHONY: run
-run: controlplane ## Run the controller (against the configured cluster, else an embedded local control plane).
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/manager ./cmd/manager
+run: controlplane $(KUBECTL) ## Run the add-on (against the configured cluster, else on an embedded local control plane).
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/manager ./cmd/hosts-updater
 	@if [ -n "$$KUBECONFIG" ] || [ -f "$$HOME/.kube/config" ]; then \
 	  echo "Running the manager against the cluster of $${KUBECONFIG:-$$HOME/.kube/config} (Ctrl-C stops it)"; \
 	  exec $(BIN)/manager --enable-webhook=false $(RUN_ARGS); \
 	else \
-	  echo "No KUBECONFIG and no ~/.kube/config: starting a local control plane (Ctrl-C stops everything)"; \
+	  echo "No KUBECONFIG and no ~/.kube/config: running the whole add-on on a local control plane (Ctrl-C stops everything)"; \
 	  $(GO) build -o $(BIN)/run-local ./hack/run; \
-	  exec $(BIN)/run-local --manager $(BIN)/manager -- $(RUN_ARGS); \
+	  exec $(BIN)/run-local --manager $(BIN)/manager --hosts-updater $(BIN)/hosts-updater -- $(RUN_ARGS); \
 	fi
 # --- end run ---------------------------------------------------------------------------------
 
@@ -123,6 +124,32 @@ verify-installer: $(KUBECTL) ## Fail when dist/install.yaml is not what config/ 
 	( $(call render-installer,$$tmp) ); \
 	if ! diff -u $(INSTALLER) "$$tmp"; then \
 	  echo "$(INSTALLER) is out of date (run 'make build-installer' and commit)"; exit 1; fi
+
+##@ Helm chart
+
+CHART := charts/tcr-assistant
+
+# render-chart writes the generated part of the chart (templates/bundle/, Chart.yaml) into the
+# chart folder $(1), from the same rendering of config/ as dist/install.yaml, so the two cannot
+# drift.
+define render-chart
+bundle=$$(mktemp); trap 'rm -f "$$bundle"' EXIT; \
+( $(call render-installer,$$bundle) ); \
+$(GO) run ./hack/chartgen --bundle "$$bundle" --chart $(1)
+endef
+
+.PHONY: chart
+chart: manifests $(KUBECTL) ## Regenerate the chart's templates from config/ (with image $(IMG)).
+	@( $(call render-chart,$(CHART)) )
+	@echo "Regenerated $(CHART) from config/ with image $(IMG)"
+
+.PHONY: verify-chart
+verify-chart: $(KUBECTL) ## Fail when the chart's generated templates are not what config/ renders.
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp -r $(CHART) "$$tmp/chart"; \
+	( $(call render-chart,$$tmp/chart) ); \
+	if ! diff -ru $(CHART) "$$tmp/chart"; then \
+	  echo "$(CHART) is out of date (run 'make chart' and commit)"; exit 1; fi
 
 .PHONY: docker-build
 docker-build: ## Build the image $(IMG) (manager, hosts-updater, kubectl-ips) with $(CONTAINER_TOOL).

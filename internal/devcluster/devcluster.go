@@ -1,13 +1,17 @@
-// Package devcluster fills the embedded local control plane of 'make run' with something to
-// look at: the sample ImagePullSecret and a few namespaces with ServiceAccounts, then prints how
-// to reach it.
+// Package devcluster runs the whole add-on for 'make run' when no cluster is configured: a local
+// control plane, the manager with its validating webhook, the hosts-updater against a scratch
+// hosts file, and demo objects (the sample ImagePullSecret, a few namespaces with
+// ServiceAccounts, a hosts entry, a bad rule the webhook refuses), then prints how to reach it.
 package devcluster
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,13 +30,32 @@ var (
 	DemoServiceAccounts = []string{"default", "builder"}
 )
 
-// sampleName is the ImagePullSecret in config/samples.
-const sampleName = "imagepullsecret-sample"
+const (
+	// sampleName is the ImagePullSecret in config/samples.
+	sampleName = "imagepullsecret-sample"
+	// DemoHostsYAML is the hosts.yaml Demo puts into the ConfigMap updater-config.
+	DemoHostsYAML = "- domain: demo.tencentcloudcr.com\n  ip: 10.0.0.2\n  disabled: false\n"
+	// BadRule is a rule the webhook refuses: a pattern where the original takes exact names.
+	BadRule = `apiVersion: tcr.tencentcloudcr.com/v1
+kind: ImagePullSecret
+metadata:
+  name: bad-pattern
+spec:
+  namespaces: "dev-*"
+  serviceAccounts: "*"
+  docker:
+    server: demo.tencentcloudcr.com
+    username: demo
+    password: demo-password
+`
+	demoTimeout = time.Minute
+)
 
-// Demo creates the controller's own namespace and the demo namespaces and ServiceAccounts,
-// applies config/samples/, waits until the manager has distributed the sample and prints the
-// kubeconfig path and 'kubectl get ipss' to out.
-func Demo(ctx context.Context, env *testenv.Env, ownNamespace string, out io.Writer) error {
+// Demo creates the demo namespaces and ServiceAccounts, applies config/samples/ once the webhook
+// admits it, waits until the manager has distributed the sample and the hosts-updater has
+// written a hosts entry into hostsFile, has the webhook refuse BadRule, and prints all of it with
+// the kubeconfig path to out.
+func Demo(ctx context.Context, env *testenv.Env, ownNamespace, hostsFile string, out io.Writer) error {
 	for _, ns := range append([]string{ownNamespace}, DemoNamespaces...) {
 		if err := create(ctx, env.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return err
@@ -45,13 +68,19 @@ func Demo(ctx context.Context, env *testenv.Env, ownNamespace string, out io.Wri
 			}
 		}
 	}
-	if _, _, err := env.Kubectl("", "apply", "-k", filepath.Join(env.Root, "config", "samples")); err != nil {
-		return err
+	// The webhook fails closed: until the manager serves it, the sample is refused.
+	var applyErr error
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, demoTimeout, true, func(context.Context) (bool, error) {
+		_, _, applyErr = env.Kubectl("", "apply", "-k", filepath.Join(env.Root, "config", "samples"))
+		return applyErr == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("applying config/samples: %w (last error: %v)", err, applyErr)
 	}
 	// The control plane has no kube-controller-manager, so the built-in namespaces have no
 	// ServiceAccounts: wait for the demo ones only.
 	want := int32(len(DemoServiceAccounts) * len(DemoNamespaces))
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, demoTimeout, true, func(ctx context.Context) (bool, error) {
 		ips := &tcrv1.ImagePullSecret{}
 		if err := env.Client.Get(ctx, client.ObjectKey{Name: sampleName}, ips); err != nil {
 			return false, client.IgnoreNotFound(err)
@@ -62,6 +91,24 @@ func Demo(ctx context.Context, env *testenv.Env, ownNamespace string, out io.Wri
 	if err != nil {
 		return fmt.Errorf("waiting for the sample ImagePullSecret to be distributed: %w", err)
 	}
+
+	if err := setHosts(ctx, env.Client, ownNamespace, DemoHostsYAML); err != nil {
+		return err
+	}
+	var hosts []byte
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, demoTimeout, true, func(context.Context) (bool, error) {
+		hosts, err = os.ReadFile(hostsFile)
+		return err == nil && strings.Contains(string(hosts), "demo.tencentcloudcr.com"), nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the hosts-updater to write %s: %w", hostsFile, err)
+	}
+
+	_, refusal, err := env.Kubectl(BadRule, "apply", "-f", "-")
+	if err == nil {
+		return fmt.Errorf("the webhook admitted the bad rule:\n%s", BadRule)
+	}
+
 	ipss, _, err := env.Kubectl("", "get", "ipss")
 	if err != nil {
 		return err
@@ -76,7 +123,9 @@ func Demo(ctx context.Context, env *testenv.Env, ownNamespace string, out io.Wri
 		return err
 	}
 	_, err = fmt.Fprintf(out, `
-The local control plane is running with the controller and the sample ImagePullSecret.
+The whole add-on is running on a local control plane: the manager with its validating webhook
+(called at https://127.0.0.1 with its self-provisioned CA), the hosts-updater and the sample
+ImagePullSecret.
 
   export KUBECONFIG=%s
 
@@ -86,9 +135,43 @@ $ kubectl get secrets -A -l %s=%s
 %s
 $ kubectl get serviceaccounts -n %s
 %s
-Press Ctrl-C to stop the controller and the control plane.
-`, env.Kubeconfig, ipss, tcrv1.ManagedByLabel, tcrv1.ManagedByValue, secrets, DemoNamespaces[0], sas)
+The webhook refuses a bad rule:
+
+$ kubectl apply -f - <<EOF
+%sEOF
+%s
+The hosts-updater manages the scratch hosts file %s
+(edit hosts.yaml with 'kubectl -n %s edit configmap updater-config'):
+
+$ cat %s
+%s
+Press Ctrl-C to stop the manager, the hosts-updater and the control plane.
+`, env.Kubeconfig, ipss, tcrv1.ManagedByLabel, tcrv1.ManagedByValue, secrets, DemoNamespaces[0], sas,
+		BadRule, refusalMessage(refusal), hostsFile, ownNamespace, hostsFile, hosts)
 	return err
+}
+
+// refusalMessage is kubectl's error without its "Error from server" preamble, when it has one.
+func refusalMessage(stderr string) string {
+	return strings.TrimSpace(regexp.MustCompile(`(?s)^.*?(admission webhook )`).ReplaceAllString(stderr, "$1")) + "\n"
+}
+
+// setHosts writes hosts.yaml of the ConfigMap updater-config, creating it when the bundle did not.
+func setHosts(ctx context.Context, c client.Client, namespace, hostsYAML string) error {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "updater-config"}}
+	err := c.Get(ctx, client.ObjectKeyFromObject(cm), cm)
+	if apierrors.IsNotFound(err) {
+		cm.Data = map[string]string{"hosts.yaml": hostsYAML}
+		return c.Create(ctx, cm)
+	}
+	if err != nil {
+		return err
+	}
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data["hosts.yaml"] = hostsYAML
+	return c.Update(ctx, cm)
 }
 
 func create(ctx context.Context, c client.Client, obj client.Object) error {
@@ -96,4 +179,9 @@ func create(ctx context.Context, c client.Client, obj client.Object) error {
 		return fmt.Errorf("creating %T %s: %w", obj, client.ObjectKeyFromObject(obj), err)
 	}
 	return nil
+}
+
+// splitYAML returns the documents of a YAML stream.
+func splitYAML(stream string) []string {
+	return regexp.MustCompile(`(?m)^---\s*$`).Split(stream, -1)
 }
