@@ -162,6 +162,19 @@ func Cleanup(content []byte) []byte {
 	return Merge(content, nil).Content
 }
 
+// countEntries counts the entry lines of the managed blocks in content.
+func countEntries(content []byte) int {
+	lines := splitLines(content)
+	removed, _ := findBlocks(lines)
+	n := 0
+	for i, l := range lines {
+		if removed[i] && !isMarker(l.text, BeginMarker) && !isMarker(l.text, EndMarker) {
+			n++
+		}
+	}
+	return n
+}
+
 // findBlocks marks the lines that belong to managed blocks. A BEGIN..END pair is a block. A BEGIN
 // without its END takes the lines after it that have the agent's entry shape; an END without its
 // BEGIN takes the lines before it likewise: so a half-deleted block goes away without eating a
