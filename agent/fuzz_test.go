@@ -142,7 +142,8 @@ func owned(lines []oracleLine, i int) bool {
 
 // keptInOrder reports whether the foreign lines of the result are the original's lines in order,
 // with only owned lines left out, byte for byte but for the last one's terminator, which may be
-// added (the block follows it) or taken away (with a block that ended the file without one).
+// added (the block follows it) or taken away (with a block that ended the file without one; an
+// empty line then goes with it).
 func keptInOrder(orig, foreign []oracleLine) bool {
 	// ok[i][j]: orig[i:] gives foreign[j:].
 	ok := make([][]bool, len(orig)+1)
@@ -150,13 +151,17 @@ func keptInOrder(orig, foreign []oracleLine) bool {
 		ok[i] = make([]bool, len(foreign)+1)
 	}
 	ok[len(orig)][len(foreign)] = true
+	endsUnterminated := len(orig) > 0 && orig[len(orig)-1].term == ""
+	restOwned := true // orig[i+1:] is all owned
 	for i := len(orig) - 1; i >= 0; i-- {
 		own := owned(orig, i)
 		for j := len(foreign); j >= 0; j-- {
 			same := j < len(foreign) && orig[i].text == foreign[j].text &&
 				(orig[i].term == foreign[j].term || j == len(foreign)-1)
-			ok[i][j] = (own && ok[i+1][j]) || (same && ok[i+1][j+1])
+			vanishes := orig[i].text == "" && j == len(foreign) && restOwned && !own && i < len(orig)-1 && endsUnterminated
+			ok[i][j] = (own && ok[i+1][j]) || (same && ok[i+1][j+1]) || vanishes
 		}
+		restOwned = restOwned && own
 	}
 	return ok[0][0]
 }

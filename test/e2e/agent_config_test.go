@@ -245,7 +245,7 @@ func TestAgentOnTheNodeWritesOnlyTheHostsFile(t *testing.T) {
 		}
 		fmt.Fprintf(&script, "mount --bind %q %q\n", source, target)
 		if m.ReadOnly {
-			fmt.Fprintf(&script, "mount -o remount,bind,ro %q %q\n", source, target)
+			fmt.Fprintf(&script, "mount -o remount,bind,ro %q\n", target)
 		}
 	}
 	// Root with every capability dropped in the pod, root here: either way the mounts decide.
