@@ -88,6 +88,7 @@ run: controlplane $(KUBECTL) ## Run the add-on (against the configured cluster, 
 .PHONY: test
 test: controlplane $(KUBECTL) ## Run every unit and integration test (builds the local control plane when missing).
 	$(GO) test $(TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz-agent FUZZTIME=2000x
 
 ##@ Install bundle
 
@@ -190,13 +191,15 @@ $(GOLANGCI_LINT):
 
 ##@ hosts-updater
 
-# FUZZTIME is how long each fuzz target of `make fuzz-agent` runs.
+# FUZZTIME is how long each fuzz target of `make fuzz-agent` runs: a duration, or an iteration
+# count such as 2000x (what `make test` runs, bounded whatever the machine's speed).
 FUZZTIME ?= 30s
 
 .PHONY: fuzz-agent
-fuzz-agent: ## Fuzz the hosts-updater's merge and parser, FUZZTIME (default 30s) each.
+fuzz-agent: ## Fuzz the hosts-updater's merge, config parser and journal recovery, FUZZTIME (default 30s) each.
 	$(GO) test -run '^$$' -fuzz '^FuzzMerge$$' -fuzztime $(FUZZTIME) ./agent/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./agent/
+	$(GO) test -run '^$$' -fuzz '^FuzzRecoverContent$$' -fuzztime $(FUZZTIME) ./agent/
 
 ##@ Rule engine
 

@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // BeginMarker and EndMarker delimit the managed block. They name the project so that an operator
@@ -55,18 +53,17 @@ func splitLines(content []byte) []line {
 
 func isMarker(text, marker string) bool { return strings.TrimSpace(text) == marker }
 
-// isEntryLine reports whether a line has exactly the shape the agent renders ("IP domain" with a
-// canonical IP), which is how the lines of a block that lost one of its markers are recognised.
+// isEntryLine reports whether a line is one the agent could have rendered ("IP domain" for an
+// entry ParseConfig accepts, with its canonical IP), which is how the lines of a block that lost
+// one of its markers are recognised: a foreign "0.0.0.0 ads.example", "fe80::1%eth0 router" or
+// "10.0.0.1 10.0.0.2" never is.
 func isEntryLine(text string) bool {
 	ip, domain, ok := strings.Cut(text, " ")
-	if !ok || strings.ContainsAny(domain, " \t") {
+	if !ok {
 		return false
 	}
-	addr, err := netip.ParseAddr(ip)
-	if err != nil || addr.String() != ip || addr.IsUnspecified() {
-		return false
-	}
-	return len(validation.IsDNS1123Subdomain(domain)) == 0
+	addr, reason := validateEntry(domain, ip)
+	return reason == "" && addr.String() == ip
 }
 
 // RenderBlock returns the managed block for entries with the given line terminator, every line
@@ -99,6 +96,11 @@ func Merge(content []byte, entries []Entry) MergeResult {
 	}
 	if eol == "" {
 		eol = "\n"
+		// A file whose one line ends in a bare CR and no newline: the block after it ends that
+		// line with CRLF (see below), which is the file's line ending on the next pass.
+		if n := len(lines); n == 1 && !removed[0] && strings.HasSuffix(lines[0].text, "\r") {
+			eol = "\r\n"
+		}
 	}
 
 	// Keep the foreign lines; insert at the first removed line's position.
@@ -141,6 +143,11 @@ func Merge(content []byte, entries []Entry) MergeResult {
 			term := strippedTerm
 			if term == "" {
 				term = eol
+				// A bare CR ending the line stays part of its text: a LF alone would turn it
+				// into a CRLF terminator, which Cleanup would then take away with the block.
+				if strings.HasSuffix(kept[n-1].text, "\r") {
+					term = "\r\n"
+				}
 			}
 			out.WriteString(term)
 			block = strings.TrimSuffix(block, eol)
@@ -153,6 +160,19 @@ func Merge(content []byte, entries []Entry) MergeResult {
 // Cleanup returns content without the managed block and nothing else changed.
 func Cleanup(content []byte) []byte {
 	return Merge(content, nil).Content
+}
+
+// countEntries counts the entry lines of the managed blocks in content.
+func countEntries(content []byte) int {
+	lines := splitLines(content)
+	removed, _ := findBlocks(lines)
+	n := 0
+	for i, l := range lines {
+		if removed[i] && !isMarker(l.text, BeginMarker) && !isMarker(l.text, EndMarker) {
+			n++
+		}
+	}
+	return n
 }
 
 // findBlocks marks the lines that belong to managed blocks. A BEGIN..END pair is a block. A BEGIN

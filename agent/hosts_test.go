@@ -121,6 +121,28 @@ func TestMerge(t *testing.T) {
 			entries: demo,
 			want:    begin + "\r\n10.0.0.2 demo.tencentcloudcr.com\r\n" + end + "\r\n",
 		},
+		"a last line ending in a bare CR keeps it, and the block takes the CRLF it ends with": {
+			content: "127.0.0.1 localhost\r",
+			entries: demo,
+			want:    "127.0.0.1 localhost\r\r\n" + begin + "\r\n10.0.0.2 demo.tencentcloudcr.com\r\n" + end,
+		},
+		"a last line ending in a bare CR after LF lines keeps it, and the block is LF": {
+			content: "a\nb\r",
+			entries: demo,
+			want:    "a\nb\r\r\n" + begin + "\n10.0.0.2 demo.tencentcloudcr.com\n" + end,
+		},
+		"a BEGIN without END does not take a foreign line with the unspecified IPv4 address": {
+			content:      "a\n" + begin + "\n10.0.0.1 x.example\n0.0.0.0 ads.example\n",
+			entries:      demo,
+			want:         "a\n" + begin + "\n10.0.0.2 demo.tencentcloudcr.com\n" + end + "\n0.0.0.0 ads.example\n",
+			staleMarkers: 1,
+		},
+		"an END without BEGIN does not take a foreign line with the unspecified IPv6 address": {
+			content:      "a\n:: ads.example\n10.0.0.1 x.example\n" + end + "\n",
+			entries:      nil,
+			want:         "a\n:: ads.example\n",
+			staleMarkers: 1,
+		},
 		"a lone CR is part of a line, not a terminator": {
 			content: "a\rb\n",
 			entries: demo,
@@ -153,6 +175,10 @@ func TestCleanup(t *testing.T) {
 		"the block is removed and nothing else": {
 			content: "127.0.0.1 localhost\n" + begin + "\n10.0.0.1 x.example\n" + end + "\n# after\n",
 			want:    "127.0.0.1 localhost\n# after\n",
+		},
+		"a last line ending in a bare CR gets its CR back": {
+			content: "a\nb\r\r\n" + begin + "\n10.0.0.2 demo.tencentcloudcr.com\n" + end,
+			want:    "a\nb\r",
 		},
 		"an empty block is removed": {
 			content: begin + "\n" + end + "\n",

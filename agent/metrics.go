@@ -13,9 +13,11 @@ type Metrics struct {
 	EntriesApplied prometheus.Gauge
 	InvalidEntries prometheus.Gauge
 	OutsideBlock   prometheus.Gauge
-	ParseErrors    prometheus.Counter
-	WriteErrors    prometheus.Counter
-	Writes         prometheus.Counter
+	// ConfigMapMissing is 1 while updater-config does not exist and the entries are kept.
+	ConfigMapMissing prometheus.Gauge
+	ParseErrors      prometheus.Counter
+	WriteErrors      prometheus.Counter
+	Writes           prometheus.Counter
 }
 
 // NewMetrics registers the agent's metrics on a new registry.
@@ -31,6 +33,8 @@ func NewMetrics() *Metrics {
 			Name: "invalid_entries", Help: "Entries of hosts.yaml skipped as invalid in the last parsed document."}),
 		OutsideBlock: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "domains_outside_block", Help: "Managed domains that also appear on a hosts file line outside the managed block."}),
+		ConfigMapMissing: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "configmap_missing", Help: "1 while the ConfigMap updater-config does not exist; the entries in the hosts file are kept."}),
 		ParseErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "parse_errors_total", Help: "hosts.yaml documents that did not parse; the last applied state was kept."}),
 		WriteErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -38,7 +42,7 @@ func NewMetrics() *Metrics {
 		Writes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "writes_total", Help: "Writes of the hosts file (passes that found nothing to change do not write)."}),
 	}
-	m.Registry.MustRegister(m.LastApply, m.EntriesApplied, m.InvalidEntries, m.OutsideBlock,
+	m.Registry.MustRegister(m.LastApply, m.EntriesApplied, m.InvalidEntries, m.OutsideBlock, m.ConfigMapMissing,
 		m.ParseErrors, m.WriteErrors, m.Writes)
 	return m
 }

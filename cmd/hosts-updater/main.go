@@ -107,7 +107,7 @@ func runApply(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 		return fmt.Errorf("%s: %w", *fromFile, err)
 	}
 	a := &agent.Agent{HostsFile: *hostsFile, Source: *fromFile, Log: log, Metrics: agent.NewMetrics()}
-	return a.Apply(ctx, doc, true)
+	return a.Apply(ctx, doc, "")
 }
 
 func runCleanup(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
@@ -135,6 +135,9 @@ func runWatch(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 	kubeconfig := fs.String("kubeconfig", "", "path of a kubeconfig; in-cluster configuration when empty")
 	namespace := fs.String("namespace", defaultNamespace, "namespace of the ConfigMap "+agent.ConfigMapName)
 	hostsFile := fs.String("hosts-file", defaultHostsFile, "the hosts file to manage")
+	nodeHostsFile := fs.String("node-hosts-file", "", "the node's hosts file seen through a read-only mount of its directory, when --hosts-file is that file mounted by itself: "+
+		"when the two differ, the node replaced the file by rename, and the agent exits so that it is restarted on the new file")
+	nodeName := fs.String("node-name", "", "the node's name, for Events; the host name when empty")
 	resync := fs.Duration("resync", 60*time.Second, "how often to re-assert the managed block, repairing other writers")
 	metricsAddr := fs.String("metrics-bind-address", ":8090", `address of the /metrics endpoint; "0" disables it`)
 	probeAddr := fs.String("health-probe-bind-address", ":8091", `address of the /healthz and /readyz endpoints; "0" disables them`)
@@ -154,11 +157,18 @@ func runWatch(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 	if err != nil {
 		return fmt.Errorf("creating the API client: %w", err)
 	}
+	if *nodeName == "" {
+		if *nodeName, err = os.Hostname(); err != nil {
+			return fmt.Errorf("reading the host name (or pass --node-name): %w", err)
+		}
+	}
 	a := &agent.Agent{
-		HostsFile: *hostsFile,
-		Source:    *namespace + "/" + agent.ConfigMapName,
-		Log:       log,
-		Metrics:   agent.NewMetrics(),
+		HostsFile:     *hostsFile,
+		NodeHostsFile: *nodeHostsFile,
+		Source:        *namespace + "/" + agent.ConfigMapName,
+		Log:           log,
+		Metrics:       agent.NewMetrics(),
+		Event:         agent.RecordEvent(client, *namespace, *nodeName, log),
 	}
 
 	srv, err := startServers(a, *metricsAddr, *probeAddr)

@@ -80,6 +80,7 @@ func startAgent(t *testing.T, hostsFile string, extraArgs ...string) (metricsURL
 		"--hosts-file", hostsFile,
 		"--metrics-bind-address", "127.0.0.1:0",
 		"--health-probe-bind-address", "127.0.0.1:0",
+		"--node-name", "test-node",
 	}, extraArgs...)
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan *servers, 1)
@@ -247,9 +248,20 @@ func TestAgentFollowsTheConfigMap(t *testing.T) {
 	}, waitFor, tick)
 	writeLocked(t, hosts, original+block("fd00::2 v6.tencentcloudcr.com"))
 
-	t.Log("Delete the ConfigMap")
+	t.Log("Delete the ConfigMap: the entries stay, and an Event says so")
 	deleteConfigMap(t)
-	requireFile(t, hosts, original)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, m := get(t, metrics+"/metrics")
+		assert.Contains(c, m, "tcr_assistant_hosts_updater_configmap_missing 1\n")
+	}, waitFor, tick)
+	require.Never(t, func() bool { return fileContent(t, hosts) != original+block("fd00::2 v6.tencentcloudcr.com") },
+		2500*time.Millisecond, 50*time.Millisecond, "the deletion changed the hosts file")
+	events, err := admin(t).CoreV1().Events(namespace).List(context.Background(), metav1.ListOptions{
+		FieldSelector: "involvedObject.kind=ConfigMap,involvedObject.name=" + agent.ConfigMapName + ",reason=ConfigMapNotFound"})
+	require.NoError(t, err)
+	require.Len(t, events.Items, 1)
+	assert.Equal(t, "updater-config not found; keeping 1 entries", events.Items[0].Message)
+	assert.Equal(t, "test-node", events.Items[0].Source.Host)
 
 	t.Log("Recreate it")
 	setHosts(t, "- domain: demo.tencentcloudcr.com\n  ip: 10.0.0.5\n")
@@ -264,10 +276,15 @@ func TestAgentFollowsTheConfigMap(t *testing.T) {
 			"tcr_assistant_hosts_updater_write_errors_total 0\n",
 			"tcr_assistant_hosts_updater_parse_errors_total 1\n", // once per bad document, not per resync
 			"tcr_assistant_hosts_updater_last_apply_timestamp_seconds ",
+			"tcr_assistant_hosts_updater_configmap_missing 0\n",
 		} {
 			assert.Contains(c, m, want)
 		}
 	}, waitFor, tick)
+
+	t.Log("An explicit empty list removes the entries")
+	setHosts(t, "[]")
+	requireFile(t, hosts, original)
 }
 
 // TestAgentRoleIsLimitedToItsConfigMap checks that the Role of config/agent, which the agent

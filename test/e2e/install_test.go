@@ -175,6 +175,31 @@ func TestBundleObjectsReferToEachOther(t *testing.T) {
 		assert.Equal(t, "tcr-assistant:v0.1.0", daemon.Spec.Template.Spec.Containers[0].Image)
 	})
 
+	// TestAgentOnTheNodeWritesOnlyTheHostsFile runs the agent with these mounts and arguments.
+	t.Run("the agent mounts the node's /etc read-only and only its hosts file writable", func(t *testing.T) {
+		spec := daemon.Spec.Template.Spec
+		file, dir := corev1.HostPathFile, corev1.HostPathDirectory
+		assert.Equal(t, []corev1.Volume{
+			{Name: "host-etc", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/etc", Type: &dir}}},
+			{Name: "hosts-file", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/etc/hosts", Type: &file}}},
+		}, spec.Volumes)
+		c := spec.Containers[0]
+		assert.Equal(t, []corev1.VolumeMount{
+			{Name: "host-etc", MountPath: "/host/etc", ReadOnly: true},
+			{Name: "hosts-file", MountPath: "/host/hosts"},
+		}, c.VolumeMounts)
+		assert.Contains(t, c.Args, "--hosts-file=/host/hosts")
+		assert.Contains(t, c.Args, "--node-hosts-file=/host/etc/hosts")
+	})
+
+	// kubectl apply resets every field a manifest declares: declared entries would be put back
+	// at every upgrade (TestUpgradeKeepsTheUsersHostsEntries).
+	t.Run("the agent's ConfigMap is installed with no data for the user to fill", func(t *testing.T) {
+		cm := typed[corev1.ConfigMap](t, findObject(t, objs, "ConfigMap", "updater-config"))
+		assert.Nil(t, cm.Data)
+		assert.Nil(t, cm.BinaryData)
+	})
+
 	// A declared type kubernetes.io/tls would need declared tls.crt and tls.key, and 'kubectl
 	// apply' would reset those to empty at every upgrade (TestBundleWebhookIsServedByTheManager
 	// re-applies it over a filled one).
