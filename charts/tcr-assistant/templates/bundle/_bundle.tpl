@@ -6,5 +6,5 @@ tcr-assistant:v0.1.0
 
 {{- /* The bundle's hosts.yaml of ConfigMap updater-config, for when global.hosts is empty. */ -}}
 {{- define "tcr-assistant.bundleHostsYAML" -}}
-{{ "[]\n" }}
+{{ "" }}
 {{- end }}
