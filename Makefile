@@ -35,7 +35,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate the CRD, the manager's ClusterRole and the webhook configuration from markers.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=tcr-assistant-manager-role paths=./controllers/... paths=./admission/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=tcr-assistant-manager-role paths=./controllers/... paths=./admission/... paths=./cmd/manager/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) webhook paths=./admission/... output:webhook:artifacts:config=config/webhook
 
 .PHONY: fmt

@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -37,6 +38,7 @@ const (
 
 type options struct {
 	metricsAddr, probeAddr         string
+	metricsSecure                  bool
 	leaderElect                    bool
 	namespace                      string
 	qps                            float64
@@ -51,7 +53,8 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
+	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve the metrics over HTTPS to callers whose token may 'get' the non-resource URL /metrics (ClusterRole tcr-assistant-metrics-reader); false serves them over plain HTTP to anyone, for local runs.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz endpoints bind to.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader with the Lease tcr-assistant-leader in --namespace, so that only one replica writes.")
 	flag.StringVar(&o.namespace, "namespace", "tcr-assistant-system", "The controller's own namespace: the leader Lease, the webhook certificate and the only namespace docker.passwordSecretRef may point into.")
@@ -86,7 +89,7 @@ func run(ctx context.Context, o options) error {
 	mgrOpts := ctrl.Options{
 		Scheme:                  scheme(),
 		Cache:                   controllers.CacheOptions(),
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                 metricsOptions(o),
 		HealthProbeBindAddress:  o.probeAddr,
 		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
@@ -131,6 +134,22 @@ func run(ctx context.Context, o options) error {
 	}
 	log.Info("Starting the manager", "namespace", o.namespace, "webhook", o.enableWebhook, "leaderElection", o.leaderElect)
 	return mgr.Start(ctx)
+}
+
+// The metrics filter asks the API server who a scraper is and whether it may read /metrics.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// metricsOptions serves the metrics as kubebuilder v4 projects do: over HTTPS with a
+// self-signed certificate, to callers the API server authenticates (TokenReview) and authorizes
+// for "get /metrics" (SubjectAccessReview). Any Pod can reach the port, and the metrics name every
+// ImagePullSecret.
+func metricsOptions(o options) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.metricsSecure}
+	if o.metricsSecure {
+		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return opts
 }
 
 // cacheSynced makes the manager ready only once its informers have synced, so that a rollout

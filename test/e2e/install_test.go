@@ -23,8 +23,9 @@ import (
 )
 
 // originalObjects is the original's table of installed objects (DESIGN.md §1), plus the
-// ServiceAccounts the two workloads run as and the agent's Role and RoleBinding: exactly what
-// the bundle must hold, names verbatim.
+// ServiceAccounts the two workloads run as, the agent's Role and RoleBinding, the metrics reader
+// ClusterRole and the policies that narrow the manager's writes: exactly what the bundle must
+// hold, names verbatim.
 var originalObjects = []bundleObject{
 	{"v1", "Namespace", "", "tcr-assistant-system"},
 	{"rbac.authorization.k8s.io/v1", "ClusterRole", "", "tcr-assistant-manager-role"},
@@ -42,6 +43,11 @@ var originalObjects = []bundleObject{
 	{"v1", "ServiceAccount", ownNamespace, agentSA},
 	{"rbac.authorization.k8s.io/v1", "Role", ownNamespace, "hosts-updater"},
 	{"rbac.authorization.k8s.io/v1", "RoleBinding", ownNamespace, "hosts-updater"},
+	{"rbac.authorization.k8s.io/v1", "ClusterRole", "", metricsReaderRole},
+	{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", "", secretsPolicy},
+	{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "", secretsPolicy},
+	{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", "", serviceAccountsPolicy},
+	{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "", serviceAccountsPolicy},
 }
 
 func sortedStrings[T any](items []T, str func(T) string) []string {
@@ -150,7 +156,9 @@ func TestBundleObjectsReferToEachOther(t *testing.T) {
 		assert.Equal(t, int32(8081), containerPort(t, manager, manager.LivenessProbe.HTTPGet.Port.String()))
 		assert.Equal(t, "/healthz", manager.LivenessProbe.HTTPGet.Path)
 		assert.Equal(t, "/readyz", manager.ReadinessProbe.HTTPGet.Path)
-		assert.Equal(t, int32(8080), containerPort(t, manager, "metrics"))
+		assert.Equal(t, int32(8443), containerPort(t, manager, "metrics"))
+		assert.Contains(t, manager.Args, "--metrics-bind-address=:8443")
+		assert.NotContains(t, manager.Args, "--metrics-secure=false")
 		assert.True(t, resource.MustParse("500m").Equal(manager.Resources.Limits[corev1.ResourceCPU]))
 		assert.True(t, resource.MustParse("512Mi").Equal(manager.Resources.Limits[corev1.ResourceMemory]))
 		assert.NotEmpty(t, manager.Resources.Requests)

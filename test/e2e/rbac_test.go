@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,6 +20,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
@@ -51,6 +54,8 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 		"it renews its leader election Lease":           {"update", "leases.coordination.k8s.io/tcr-assistant-leader", ownNamespace, true},
 		"it may not renew someone else's Lease":         {"update", "leases.coordination.k8s.io/other-leader", ownNamespace, false},
 		"it may not hold Leases outside its namespace":  {"create", "leases.coordination.k8s.io", "kube-system", false},
+		"it reviews metrics scrapers' tokens":           {"create", "tokenreviews.authentication.k8s.io", "", true},
+		"it asks whether a scraper may read metrics":    {"create", "subjectaccessreviews.authorization.k8s.io", "", true},
 		// What it must not do.
 		"it may not delete namespaces":                     {"delete", "namespaces", "", false},
 		"it may not create namespaces":                     {"create", "namespaces", "", false},
@@ -70,7 +75,7 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 		"it may not update Secrets, only patch":            {"update", "secrets", "default", false},
 		"it may not create ServiceAccounts":                {"create", "serviceaccounts", "default", false},
 		"it may not delete ServiceAccounts":                {"delete", "serviceaccounts", "default", false},
-		"it may not mint ServiceAccount tokens":            {"create", "serviceaccounts/token", "default", false},
+		"it may not mint ServiceAccount tokens":            {"create", "serviceaccounts/token", "default", false}, // token Secrets: TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields
 		"it may not use ConfigMaps for leader election":    {"update", "configmaps", ownNamespace, false},
 		"it may not change the CRD":                        {"update", "customresourcedefinitions.apiextensions.k8s.io", "", false},
 		"it may not read the hosts ConfigMap":              {"get", "configmaps/updater-config", ownNamespace, false},
@@ -336,4 +341,202 @@ func TestAgentWritesTheHostsFileAsItsServiceAccount(t *testing.T) {
 
 	agent.stop()
 	assert.Empty(t, forbiddenLines(agent.output.String()), "the agent's RBAC is not sufficient")
+}
+
+// Messages of the bundle's ValidatingAdmissionPolicies (config/rbac/manager_write_policy.yaml).
+const (
+	secretsPolicy         = "tcr-assistant-manager-secrets"
+	serviceAccountsPolicy = "tcr-assistant-manager-serviceaccounts"
+	secretsPolicyMessage  = "tcr-assistant's manager may write only Secrets named tcr.ips* of type kubernetes.io/dockerconfigjson " +
+		"labelled app.kubernetes.io/managed-by=tcr-assistant, and its webhook certificate Secret"
+	serviceAccountsPolicyMessage = "tcr-assistant's manager may change only the imagePullSecrets of a ServiceAccount"
+)
+
+// policyDenial is the API server's refusal of a request by the policy of the same name as its
+// binding.
+func policyDenial(resource, name, policy, message string) string {
+	return fmt.Sprintf("%s %q is forbidden: ValidatingAdmissionPolicy '%s' with binding '%s' denied request: %s",
+		resource, name, policy, policy, message)
+}
+
+// managerClient returns a client that authenticates with a token of the manager's ServiceAccount.
+func managerClient(t *testing.T) client.Client {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfigFor(t, managerSA))
+	require.NoError(t, err)
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	require.NoError(t, err)
+	return c
+}
+
+// waitForManagerPolicies waits until the API server enforces the bundle's policies on the
+// manager, which it does a moment after they are created: until then a test of what they refuse,
+// or of what they let through, would prove nothing.
+func waitForManagerPolicies(t *testing.T, mc client.Client) {
+	t.Helper()
+	ctx := context.Background()
+	probe := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ownNamespace, Name: "tcr.ips-policy-probe", Labels: map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue}},
+		Type:       corev1.SecretTypeOpaque,
+	}
+	sa := &corev1.ServiceAccount{}
+	require.Eventually(t, func() bool {
+		err := mc.Create(ctx, probe.DeepCopy())
+		if err == nil {
+			require.NoError(t, env.Client.Delete(ctx, probe.DeepCopy()))
+			return false
+		}
+		require.EqualError(t, err, policyDenial("secrets", probe.Name, secretsPolicy, secretsPolicyMessage))
+		require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: ownNamespace, Name: managerSA}, sa))
+		err = mc.Patch(ctx, sa, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"e2e-probe":"x"}}}`)))
+		if err == nil {
+			require.NoError(t, env.Client.Patch(ctx, sa, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"e2e-probe":null}}}`))))
+			return false
+		}
+		require.EqualError(t, err, policyDenial("serviceaccounts", managerSA, serviceAccountsPolicy, serviceAccountsPolicyMessage))
+		return true
+	}, waitTimeout, waitInterval, "the manager's policies were never enforced")
+}
+
+// TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields extends "it may not mint
+// ServiceAccount tokens" above past what RBAC can say: the ClusterRole must let the manager create,
+// patch and delete any Secret and patch any ServiceAccount, and the bundle's policies narrow that
+// to the Secrets and the ServiceAccount field it owns. Every request here is the manager's own,
+// with a token of its ServiceAccount, against the installed bundle.
+func TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields(t *testing.T) {
+	ctx := context.Background()
+	installBundle(t)
+	removeWebhook(t)
+	mc := managerClient(t)
+	waitForManagerPolicies(t, mc)
+
+	const ns = "e2e-policy"
+	require.NoError(t, client.IgnoreAlreadyExists(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})))
+	managed := map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue}
+	dockerConfig := map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}
+	secret := func(name string, typ corev1.SecretType, labels map[string]string) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, Type: typ}
+		if typ == corev1.SecretTypeDockerConfigJson {
+			s.Data = dockerConfig
+		}
+		return s
+	}
+	// adminCreates makes a Secret as the administrator, for the manager to try to change.
+	adminCreates := func(t *testing.T, s *corev1.Secret) *corev1.Secret {
+		t.Helper()
+		require.NoError(t, env.Client.Create(ctx, s))
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), s) })
+		return s.DeepCopy()
+	}
+	refusedSecret := func(t *testing.T, err error, name string) {
+		t.Helper()
+		require.EqualError(t, err, policyDenial("secrets", name, secretsPolicy, secretsPolicyMessage))
+	}
+
+	t.Run("it may not mint a ServiceAccount token Secret, even one named and labelled as its own", func(t *testing.T) {
+		s := secret("tcr.ipsmint", corev1.SecretTypeServiceAccountToken, managed)
+		s.Annotations = map[string]string{corev1.ServiceAccountNameKey: "default"}
+		refusedSecret(t, mc.Create(ctx, s), s.Name)
+	})
+	t.Run("it may not create an Opaque Secret, even one named and labelled as its own", func(t *testing.T) {
+		refusedSecret(t, mc.Create(ctx, secret("tcr.ipsopaque", corev1.SecretTypeOpaque, managed)), "tcr.ipsopaque")
+	})
+	t.Run("it may not create a pull Secret under another name", func(t *testing.T) {
+		refusedSecret(t, mc.Create(ctx, secret("registry", corev1.SecretTypeDockerConfigJson, managed)), "registry")
+	})
+	t.Run("it may not create a pull Secret without the managed-by label", func(t *testing.T) {
+		refusedSecret(t, mc.Create(ctx, secret("tcr.ipsunlabelled", corev1.SecretTypeDockerConfigJson, nil)), "tcr.ipsunlabelled")
+	})
+	t.Run("it may not take over a user's Secret by labelling it", func(t *testing.T) {
+		s := adminCreates(t, secret("tcr.ipsusers", corev1.SecretTypeDockerConfigJson, nil))
+		refusedSecret(t, mc.Patch(ctx, s, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":"tcr-assistant"}}}`))), s.Name)
+	})
+	t.Run("it may not turn its own pull Secret into another kind", func(t *testing.T) {
+		s := adminCreates(t, secret("tcr.ipsmine", corev1.SecretTypeDockerConfigJson, managed))
+		refusedSecret(t, mc.Patch(ctx, s, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":null}}}`))), s.Name)
+	})
+	t.Run("it may not delete a user's Secret", func(t *testing.T) {
+		s := adminCreates(t, secret("users-secret", corev1.SecretTypeOpaque, nil))
+		refusedSecret(t, mc.Delete(ctx, s), s.Name)
+	})
+	t.Run("it may not write a Secret named like its certificate elsewhere", func(t *testing.T) {
+		refusedSecret(t, mc.Create(ctx, secret(certSecret, corev1.SecretTypeOpaque, nil)), certSecret)
+	})
+	t.Run("it creates, patches and deletes its own pull Secret", func(t *testing.T) {
+		s := secret("tcr.ipsallowed", corev1.SecretTypeDockerConfigJson, managed)
+		require.NoError(t, mc.Create(ctx, s))
+		require.NoError(t, mc.Patch(ctx, s, client.RawPatch(types.MergePatchType, []byte(`{"data":{".dockerconfigjson":"e30="}}`))))
+		require.NoError(t, mc.Delete(ctx, s))
+	})
+	t.Run("it deletes its own Secret of the wrong type, to create it again", func(t *testing.T) {
+		s := adminCreates(t, secret("tcr.ipswrongtype", corev1.SecretTypeOpaque, managed))
+		require.NoError(t, mc.Delete(ctx, s))
+	})
+
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "builder"},
+		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "keep-me"}}}
+	require.NoError(t, client.IgnoreAlreadyExists(env.Client.Create(ctx, sa)))
+	refusedServiceAccount := func(t *testing.T, patch string) {
+		t.Helper()
+		err := mc.Patch(ctx, sa.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(patch)))
+		require.EqualError(t, err, policyDenial("serviceaccounts", sa.Name, serviceAccountsPolicy, serviceAccountsPolicyMessage))
+	}
+	t.Run("it may not change a ServiceAccount's automountServiceAccountToken", func(t *testing.T) {
+		refusedServiceAccount(t, `{"automountServiceAccountToken":true}`)
+	})
+	t.Run("it may not change a ServiceAccount's secrets", func(t *testing.T) {
+		refusedServiceAccount(t, `{"secrets":[{"name":"tcr.ipsmint"}]}`)
+	})
+	t.Run("it may not change a ServiceAccount's labels or annotations", func(t *testing.T) {
+		refusedServiceAccount(t, `{"metadata":{"labels":{"a":"b"}}}`)
+		refusedServiceAccount(t, `{"metadata":{"annotations":{"a":"b"}}}`)
+	})
+	t.Run("it changes a ServiceAccount's imagePullSecrets", func(t *testing.T) {
+		require.NoError(t, mc.Patch(ctx, sa.DeepCopy(), client.RawPatch(types.MergePatchType,
+			[]byte(`{"imagePullSecrets":[{"name":"keep-me"},{"name":"tcr.ipsallowed"}]}`))))
+		require.NoError(t, mc.Patch(ctx, sa.DeepCopy(), client.RawPatch(types.MergePatchType,
+			[]byte(`{"imagePullSecrets":[{"name":"keep-me"}]}`))))
+	})
+	t.Run("other users are not bound by the manager's policies", func(t *testing.T) {
+		adminCreates(t, secret("users-opaque", corev1.SecretTypeOpaque, managed))
+		require.NoError(t, env.Client.Patch(ctx, sa.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"automountServiceAccountToken":false}`))))
+	})
+
+	// The controller itself, under the policies: it replaces an owned Secret of the wrong type
+	// and distributes and references its Secret, with nothing refused.
+	t.Run("the controller works under the policies", func(t *testing.T) {
+		ips := &tcrv1.ImagePullSecret{
+			ObjectMeta: metav1.ObjectMeta{Name: "e2e-policy"},
+			Spec: tcrv1.ImagePullSecretSpec{Namespaces: ns, ServiceAccounts: "builder", Docker: tcrv1.DockerCredential{
+				Server: "e2e.tencentcloudcr.com", Username: "u", Password: "e2e-policy-password",
+			}},
+		}
+		require.NoError(t, env.Client.Create(ctx, ips))
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), ips) })
+		stale := secret(secretName(ips.Name), corev1.SecretTypeOpaque,
+			map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: ips.Name})
+		stale.OwnerReferences = []metav1.OwnerReference{{APIVersion: tcrv1.GroupVersion.String(), Kind: "ImagePullSecret",
+			Name: ips.Name, UID: ips.UID, Controller: ptr.To(true)}}
+		stale = adminCreates(t, stale)
+
+		args, probePort := managerArgs(t, kubeconfigFor(t, managerSA))
+		manager := start(t, binary(t, "manager"), append(args, "--enable-webhook=false")...)
+		waitHealthy(t, manager, probePort, "/readyz")
+		require.Eventually(t, func() bool {
+			var s corev1.Secret
+			require.NoError(t, client.IgnoreNotFound(env.Client.Get(ctx, client.ObjectKeyFromObject(stale), &s)))
+			require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(sa), sa))
+			return s.UID != "" && s.UID != stale.UID && s.Type == corev1.SecretTypeDockerConfigJson &&
+				dockerAuth(t, &s, "e2e.tencentcloudcr.com") == "u:e2e-policy-password" && references(*sa, s.Name)
+		}, waitTimeout, waitInterval, "the manager never replaced the Opaque Secret and referenced the new one")
+
+		require.NoError(t, env.Client.Delete(ctx, ips))
+		require.Eventually(t, func() bool {
+			return apierrors.IsNotFound(env.Client.Get(ctx, client.ObjectKeyFromObject(ips), ips))
+		}, waitTimeout, waitInterval, "the ImagePullSecret was never finalized")
+		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(sa), sa))
+		assert.Equal(t, []corev1.LocalObjectReference{{Name: "keep-me"}}, sa.ImagePullSecrets)
+		manager.stop()
+		assert.Empty(t, forbiddenLines(manager.output.String()), "the policies refused a write of the controller")
+	})
 }
