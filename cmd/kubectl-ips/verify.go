@@ -105,8 +105,9 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		}
 		res := prober.Probe(ctx, d.Server, d.Username, password)
 		line := fmt.Sprintf("%s: %s: %s", ips.Name, res.Outcome, res.Message)
-		if !res.Expiry.IsZero() {
-			line += fmt.Sprintf(" (the password expires %s)", res.Expiry.UTC().Format(time.RFC3339))
+		// The message of an expired token already says when it expired.
+		if !res.Expiry.IsZero() && res.Expiry.After(time.Now()) {
+			line += fmt.Sprintf(" (the password is a token that expires at %s)", res.Expiry.UTC().Format(time.RFC3339))
 		}
 		fmt.Fprintln(stdout, line)
 		if res.Outcome != credcheck.Accepted && code == verifyAccepted {
