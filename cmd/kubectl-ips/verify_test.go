@@ -153,3 +153,11 @@ spec:
 	assert.Equal(t, `no-secret: reading docker.passwordSecretRef: secrets "missing" not found`+"\n"+
 		`no-key: reading docker.passwordSecretRef: secret tcr-assistant-system/tcr-password has no key "pw"`+"\n", errOut)
 }
+
+func TestHelpListsEveryCommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	assert.Equal(t, 0, run([]string{"help"}, &stdout, &stderr))
+	assert.Contains(t, stdout.String(), "Usage: kubectl ips test PATH...")
+	assert.Contains(t, stdout.String(), "Usage: kubectl ips verify -f FILE [flags]")
+	assert.Empty(t, stderr.String())
+}
