@@ -19,7 +19,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -142,12 +141,12 @@ func run(ctx context.Context, o options) error {
 
 // metricsOptions serves the metrics as kubebuilder v4 projects do: over HTTPS with a
 // self-signed certificate, to callers the API server authenticates (TokenReview) and authorizes
-// for "get /metrics" (SubjectAccessReview). Any Pod can reach the port, and the metrics name every
+// for "get /metrics" (SubjectAccessReview; see metricsauth.go). Any Pod can reach the port, and the metrics name every
 // ImagePullSecret.
 func metricsOptions(o options) metricsserver.Options {
 	opts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.metricsSecure}
 	if o.metricsSecure {
-		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		opts.FilterProvider = withTokenAuthentication
 	}
 	return opts
 }

@@ -118,13 +118,10 @@ func TestMetricsAreServedOnlyToATokenBoundToTheReaderRole(t *testing.T) {
 		assert.Equal(t, "Unauthorized\n", body)
 	})
 
-	// controller-runtime's filter answers 500 to a token the TokenReview rejects (the
-	// authenticator reports it as an error, "invalid bearer token"), not 401; it is refused all
-	// the same.
 	t.Run("a token the API server does not know is refused", func(t *testing.T) {
 		status, body := scrape(t, url, "not-a-token")
-		assert.Equal(t, http.StatusInternalServerError, status)
-		assert.Equal(t, "Authentication failed\n", body)
+		assert.Equal(t, http.StatusUnauthorized, status)
+		assert.Equal(t, "Unauthorized\n", body)
 	})
 
 	t.Run("a valid token without the reader role is refused", func(t *testing.T) {
