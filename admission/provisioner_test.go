@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -148,7 +149,7 @@ func TestReadinessWaitsForTheCABundle(t *testing.T) {
 		_, err := os.Stat(filepath.Join(p.certDir, k))
 		require.NoError(t, err)
 	}
-	err := p.ready(httptest.NewRequest("GET", "/readyz", nil))
+	err := p.ready(httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "caBundle not injected: ValidatingWebhookConfiguration late-config: webhook configuration not found")
 

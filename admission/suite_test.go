@@ -3,8 +3,8 @@ package admission_test
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -141,7 +141,7 @@ func (p *webhookProcess) waitReady(t testing.TB) {
 	t.Helper()
 	var last error
 	require.Eventually(t, func() bool {
-		last = p.ready(httptest.NewRequest("GET", "/readyz", nil))
+		last = p.ready(httptest.NewRequest(http.MethodGet, "/readyz", nil))
 		return last == nil
 	}, time.Minute, 100*time.Millisecond, "the webhook never became ready: %v", last)
 }
@@ -240,11 +240,4 @@ func waitServing(t testing.TB, name string) {
 		return last != nil && strings.Contains(last.Error(), want)
 	}, time.Minute, 200*time.Millisecond, "the API server never got the webhook's refusal; last error: %v", last)
 	require.NoError(t, env.Client.Create(ctx, goodIPS("probe-"+name), client.DryRunAll))
-}
-
-// isWebhookCallFailure reports whether err is the API server failing to call the webhook (as
-// opposed to the webhook refusing).
-func isWebhookCallFailure(err error) bool {
-	var status apierrors.APIStatus
-	return err != nil && (strings.Contains(err.Error(), "failed calling webhook") || !errors.As(err, &status))
 }

@@ -154,7 +154,7 @@ func checkState(ctx context.Context, c client.Client, n, newNS int) error {
 	}
 	var warmSecret corev1.Secret
 	if err := c.Get(ctx, client.ObjectKey{Namespace: OwnNamespace, Name: tcrv1.SecretNamePrefix + WarmUpCRName}, &warmSecret); !apierrors.IsNotFound(err) {
-		return fmt.Errorf("secret %s/%s%s still readable (error %v)", OwnNamespace, tcrv1.SecretNamePrefix, WarmUpCRName, err)
+		return fmt.Errorf("secret %s/%s%s still readable (error %w)", OwnNamespace, tcrv1.SecretNamePrefix, WarmUpCRName, err)
 	}
 	for _, ns := range names("bench", n) {
 		if err := check(ns, ServiceAccountNames); err != nil {

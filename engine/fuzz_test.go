@@ -97,15 +97,6 @@ func listOracle(list string) (all bool, names []string) {
 	return false, names
 }
 
-func slicesContain(names []string, n string) bool {
-	for _, s := range names {
-		if s == n {
-			return true
-		}
-	}
-	return false
-}
-
 // FuzzCompile checks that Compile and Validate never panic and are deterministic on any spec,
 // and that a compiled rule's plan and reference CEL program agree on a namespace and a
 // ServiceAccount built from the same input. Seed corpus: testdata/fuzz/FuzzCompile.

@@ -75,7 +75,7 @@ func Demo(ctx context.Context, env *testenv.Env, ownNamespace, hostsFile string,
 		return applyErr == nil, nil
 	})
 	if err != nil {
-		return fmt.Errorf("applying config/samples: %w (last error: %v)", err, applyErr)
+		return fmt.Errorf("applying config/samples: %w (last error: %w)", err, applyErr)
 	}
 	// The control plane has no kube-controller-manager, so the built-in namespaces have no
 	// ServiceAccounts: wait for the demo ones only.

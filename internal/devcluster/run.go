@@ -84,9 +84,9 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	go func() { demo <- Demo(ctx, env, o.Namespace, hostsFile, out) }()
 	select {
 	case <-manager.exited:
-		return fmt.Errorf("the manager exited: %v", manager.err)
+		return fmt.Errorf("the manager exited: %w", manager.err)
 	case <-agent.exited:
-		return fmt.Errorf("the hosts-updater exited: %v", agent.err)
+		return fmt.Errorf("the hosts-updater exited: %w", agent.err)
 	case <-ctx.Done():
 		return nil
 	case err := <-demo:
@@ -102,9 +102,9 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	}
 	select {
 	case <-manager.exited:
-		return fmt.Errorf("the manager exited: %v", manager.err)
+		return fmt.Errorf("the manager exited: %w", manager.err)
 	case <-agent.exited:
-		return fmt.Errorf("the hosts-updater exited: %v", agent.err)
+		return fmt.Errorf("the hosts-updater exited: %w", agent.err)
 	case <-ctx.Done():
 		return nil
 	}

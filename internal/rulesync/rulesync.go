@@ -167,7 +167,7 @@ func retry(ctx context.Context, log io.Writer, what string, f func() error) erro
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: gave up: %w (last error: %v)", what, ctx.Err(), err)
+			return fmt.Errorf("%s: gave up: %w (last error: %w)", what, ctx.Err(), err)
 		case <-time.After(RetryInterval):
 		}
 	}
