@@ -375,6 +375,7 @@ func TestForeignSecretIsLeftUntouched(t *testing.T) {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ev := eventsFor(c, "foreign", "SecretNotOwned")
 		if assert.Len(c, ev, 1) {
+			assert.Nil(c, ev[0].Series, "sent once, not once per pass")
 			assert.Equal(c, "Warning", ev[0].Type)
 			assert.Equal(c, "Secret foreign-a/tcr.ipsforeign exists and is not managed by this ImagePullSecret; it was left untouched", ev[0].Note)
 		}
@@ -817,6 +818,7 @@ func TestWriteFailuresAreReported(t *testing.T) {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ev := eventsFor(c, "deny", "WriteFailed")
 		if assert.Len(c, ev, 1) {
+			assert.Nil(c, ev[0].Series, "sent once, not once per pass")
 			assert.True(c, strings.HasPrefix(ev[0].Note, "Writing Secret deny-a/tcr.ipsdeny failed: creating Secret deny-a/tcr.ipsdeny: "), ev[0].Note)
 		}
 	}, timeout, tick)
@@ -853,6 +855,7 @@ func TestSpecTheWebhookWouldRefuseIsReported(t *testing.T) {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ev := eventsFor(c, "pattern", tcrv1.ReasonInvalidSpec)
 		if assert.Len(c, ev, 1) {
+			assert.Nil(c, ev[0].Series, "sent once, not once per pass")
 			assert.Equal(c, "Warning", ev[0].Type)
 			assert.Equal(c, message, ev[0].Note)
 		}
@@ -888,9 +891,16 @@ func TestOneDistributedEventPerChange(t *testing.T) {
 		}))
 		require.Eventually(t, func() bool { return reconcileCount(t) > passes }, timeout, tick)
 	}
+	// A status write while Ready stays True is no new Event either.
+	createNamespace(t, "no-such-namespace", nil, "default")
+	eventuallyStatus(t, "nothing", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.Equal(c, [2]int32{1, 1}, [2]int32{st.SecretsSuccess, st.SAsSuccess})
+		assert.Equal(c, metav1.ConditionTrue, readyStatus(st))
+	})
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ev := eventsFor(c, "nothing", tcrv1.ReasonDistributed)
 		if assert.Len(c, ev, 1) {
+			assert.Nil(c, ev[0].Series, "sent once")
 			assert.Equal(c, "Normal", ev[0].Type)
 			assert.Equal(c, "Secret tcr.ipsnothing is in 0 namespaces and referenced by 0 ServiceAccounts", ev[0].Note)
 		}

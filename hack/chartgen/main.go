@@ -181,6 +181,19 @@ func hostsTemplate(doc string) (string, string, error) {
 	if !re.MatchString(text) {
 		return "", "", fmt.Errorf("ConfigMap %s: could not place %s", hostsConfigMap, hostsKey)
 	}
+	if len(data) == 1 {
+		// The bundle declares no data at all (so that an apply never resets the user's): the
+		// whole data field is left out too, not rendered as null.
+		only := regexp.MustCompile(`(?m)^data:\n(\s*)` + regexp.QuoteMeta(hostsKey) + `: ` + hostsHole + `\n`)
+		if !only.MatchString(text) {
+			return "", "", fmt.Errorf("ConfigMap %s: could not place %s", hostsConfigMap, hostsKey)
+		}
+		return only.ReplaceAllString(text, `{{- with include "tcr-assistant.hostsYAML" . }}
+data:
+${1}`+hostsKey+`: {{ toJson . }}
+{{- end }}
+`), def, nil
+	}
 	text = re.ReplaceAllString(text, `{{- with include "tcr-assistant.hostsYAML" . }}
 ${1}`+hostsKey+`: {{ toJson . }}
 {{- end }}

@@ -8,7 +8,16 @@
 {{- if .Values.global.hosts -}}
 {{ toYaml .Values.global.hosts }}
 {{ else -}}
+{{- /* No hosts in the values. The bundle ships updater-config without hosts.yaml, which the
+agent reads as "keep what the nodes have" (so that a kubectl apply never wipes them); but when
+the release's ConfigMap holds entries, values that list none mean to remove them: an explicit
+empty list. */ -}}
+{{- $live := lookup "v1" "ConfigMap" "tcr-assistant-system" "updater-config" -}}
+{{- if and $live $live.data (index $live.data "hosts.yaml") -}}
+{{ "[]\n" }}
+{{- else -}}
 {{ include "tcr-assistant.bundleHostsYAML" . }}
+{{- end -}}
 {{- end -}}
 {{- end }}
 
