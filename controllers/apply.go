@@ -82,8 +82,9 @@ func (r *Reconciler) apply(ctx context.Context, t *target, p *nsPlan, prev *nsRe
 	if err != nil {
 		errs = append(errs, err)
 	}
-	edits := map[string]bool{} // ServiceAccount name -> the reference is there after apply
-	for _, e := range p.refs {
+	// done[i] says whether the edit p.refs[i] was made (or needed nothing).
+	done := make([]bool, len(p.refs))
+	for i, e := range p.refs {
 		if e.add && !res.secretOK {
 			continue // never point a ServiceAccount at a Secret we do not hold
 		}
@@ -94,19 +95,21 @@ func (r *Reconciler) apply(ctx context.Context, t *target, p *nsPlan, prev *nsRe
 			})
 			continue
 		}
-		edits[e.sa.name] = e.add
+		done[i] = true
 	}
+	res.sas = make([]saResult, 0, len(p.wantSAs))
 	for _, name := range p.wantSAs {
 		sr := saResult{name: name, ok: res.secretOK}
-		if added, edited := edits[name]; edited && added {
+		edit := slices.IndexFunc(p.refs, func(e refEdit) bool { return e.sa.name == name })
+		switch {
+		case edit >= 0 && p.refs[edit].add && !done[edit]:
+			sr.ok = false // the reference could not be added
+		case edit >= 0 && p.refs[edit].add:
 			sr.at = now
-		} else if !edited && prev != nil {
+		case prev != nil:
 			if i := slices.IndexFunc(prev.sas, func(s saResult) bool { return s.name == name }); i >= 0 {
 				sr.at = prev.sas[i].at
 			}
-		}
-		if slices.ContainsFunc(p.refs, func(e refEdit) bool { return e.add && e.sa.name == name }) && !edits[name] {
-			sr.ok = false // the reference could not be added
 		}
 		res.sas = append(res.sas, sr)
 	}

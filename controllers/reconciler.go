@@ -328,7 +328,10 @@ func (r *Reconciler) reconcileNamespace(ctx context.Context, name, namespace str
 	if ns == nil {
 		return ctrl.Result{}, nil
 	}
-	res, err := r.syncNamespace(ctx, t, ns)
+	res, changed, err := r.syncNamespace(ctx, t, ns)
+	if changed {
+		r.requestStatus(name)
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -338,14 +341,15 @@ func (r *Reconciler) reconcileNamespace(ctx context.Context, name, namespace str
 	return ctrl.Result{}, nil
 }
 
-// syncNamespace runs plan, apply and record for one namespace and one ImagePullSecret, and asks
-// for a status pass when the result changed.
-func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.PartialObjectMetadata) (nsResult, error) {
+// syncNamespace runs plan, apply and record for one namespace and one ImagePullSecret. It
+// reports whether the namespace's result changed, which a namespace pass answers with a status
+// pass (a walk writes the status when it ends).
+func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.PartialObjectMetadata) (nsResult, bool, error) {
 	defer r.locks.lock(t.owner.name, ns.Name)()
 	prev := r.results.get(t.owner.uid, ns.Name)
 	in, err := r.gather(ctx, t.owner, ns, prev != nil && prev.foreign)
 	if err != nil {
-		return nsResult{}, err
+		return nsResult{}, false, err
 	}
 	in.rule, in.data = t.rule, t.data
 	now := time.Now().Unix()
@@ -363,10 +367,7 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 			})
 		}
 		r.record(t, ns.Name, res)
-		if !resultEqual(prev, &res) {
-			r.requestStatus(t.owner.name)
-		}
-		return res, err
+		return res, !resultEqual(prev, &res), err
 	}
 }
 
@@ -529,7 +530,7 @@ func (r *Reconciler) walk(ctx context.Context, t *target) error {
 	errs := make([]error, len(namespaces))
 	parallel(r.opts.PassParallelism, len(namespaces), func(i int) {
 		var res nsResult
-		res, errs[i] = r.syncNamespace(ctx, t, namespaces[i])
+		res, _, errs[i] = r.syncNamespace(ctx, t, namespaces[i])
 		if res.foreign && r.queue != nil {
 			r.queue.AddAfter(key{ImagePullSecret: t.owner.name, Namespace: namespaces[i].Name}, foreignRecheck)
 		}
