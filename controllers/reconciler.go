@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -703,21 +704,8 @@ func resultEqual(a, b *nsResult) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	if a.wantSecret != b.wantSecret || a.secretOK != b.secretOK || a.secretAt != b.secretAt ||
-		a.foreign != b.foreign || len(a.sas) != len(b.sas) || len(a.failures) != len(b.failures) {
-		return false
-	}
-	for i := range a.sas {
-		if a.sas[i] != b.sas[i] {
-			return false
-		}
-	}
-	for i := range a.failures {
-		if a.failures[i] != b.failures[i] {
-			return false
-		}
-	}
-	return true
+	return a.wantSecret == b.wantSecret && a.secretOK == b.secretOK && a.secretAt == b.secretAt &&
+		a.foreign == b.foreign && slices.Equal(a.sas, b.sas) && slices.Equal(a.failures, b.failures)
 }
 
 // pairLocks serialise work on one (ImagePullSecret, namespace) pair, so that a full pass and a

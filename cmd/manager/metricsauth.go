@@ -43,11 +43,33 @@ type metricsDecision struct {
 }
 
 type metricsAuth struct {
-	tokens  authenticationclient.TokenReviewInterface
-	reviews authorizationclient.SubjectAccessReviewInterface
+	tokens    authenticationclient.TokenReviewInterface
+	reviews   authorizationclient.SubjectAccessReviewInterface
+	decisions decisionCache
+}
 
-	mu        sync.Mutex
-	decisions map[[sha256.Size]byte]metricsDecision
+// decisionCache keeps decisions for metricsAuthTTL, at most max of them: callers choose the
+// tokens, so it is emptied when full rather than grown.
+type decisionCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[[sha256.Size]byte]metricsDecision
+}
+
+func (c *decisionCache) get(k [sha256.Size]byte, now time.Time) (metricsDecision, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.m[k]
+	return d, ok && now.Before(d.expires)
+}
+
+func (c *decisionCache) put(k [sha256.Size]byte, d metricsDecision) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= c.max {
+		c.m = make(map[[sha256.Size]byte]metricsDecision, c.max)
+	}
+	c.m[k] = d
 }
 
 // withTokenAuthentication is a metricsserver.Options.FilterProvider.
@@ -61,7 +83,7 @@ func withTokenAuthentication(cfg *rest.Config, hc *http.Client) (metricsserver.F
 		return nil, err
 	}
 	a := &metricsAuth{tokens: authn.TokenReviews(), reviews: authz.SubjectAccessReviews(),
-		decisions: map[[sha256.Size]byte]metricsDecision{}}
+		decisions: decisionCache{max: metricsAuthCacheSize}}
 	return func(log logr.Logger, next http.Handler) (http.Handler, error) {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			d := a.decide(log, req)
@@ -82,28 +104,20 @@ func (a *metricsAuth) decide(log logr.Logger, req *http.Request) metricsDecision
 	verb := strings.ToLower(req.Method)
 	key := sha256.Sum256([]byte(verb + " " + req.URL.Path + " " + token))
 	now := time.Now()
-	a.mu.Lock()
-	d, ok := a.decisions[key]
-	a.mu.Unlock()
-	if ok && now.Before(d.expires) {
+	if d, ok := a.decisions.get(key, now); ok {
 		return d
 	}
-	d = a.review(log, req, token, verb)
+	d := a.review(log, req, token, verb)
 	if d.status == http.StatusInternalServerError {
 		return d // not kept: the next scrape asks again
 	}
 	d.expires = now.Add(metricsAuthTTL)
-	a.mu.Lock()
-	if len(a.decisions) >= metricsAuthCacheSize {
-		clear(a.decisions)
-	}
-	a.decisions[key] = d
-	a.mu.Unlock()
+	a.decisions.put(key, d)
 	return d
 }
 
 func (a *metricsAuth) review(log logr.Logger, req *http.Request, token, verb string) metricsDecision {
-	ctx, cancel := contextWithTimeout(req, metricsAuthTimeout)
+	ctx, cancel := context.WithTimeout(req.Context(), metricsAuthTimeout)
 	defer cancel()
 	tr, err := a.tokens.Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
 	if err != nil {
@@ -131,8 +145,4 @@ func (a *metricsAuth) review(log logr.Logger, req *http.Request, token, verb str
 		return metricsDecision{status: http.StatusForbidden, message: fmt.Sprintf("Authorization denied for user %s", user.Username)}
 	}
 	return metricsDecision{status: http.StatusOK}
-}
-
-func contextWithTimeout(req *http.Request, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(req.Context(), d)
 }

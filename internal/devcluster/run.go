@@ -82,31 +82,26 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 
 	demo := make(chan error, 1)
 	go func() { demo <- Demo(ctx, env, o.Namespace, hostsFile, out) }()
-	select {
-	case <-manager.exited:
-		return fmt.Errorf("the manager exited: %w", manager.err)
-	case <-agent.exited:
-		return fmt.Errorf("the hosts-updater exited: %w", agent.err)
-	case <-ctx.Done():
-		return nil
-	case err := <-demo:
-		if err != nil {
+	for {
+		select {
+		case <-manager.exited:
+			return fmt.Errorf("the manager exited: %w", manager.err)
+		case <-agent.exited:
+			return fmt.Errorf("the hosts-updater exited: %w", agent.err)
+		case <-ctx.Done():
+			return nil
+		case err := <-demo:
 			if errors.Is(err, context.Canceled) {
 				return nil
 			}
-			return fmt.Errorf("setting up the demo: %w", err)
+			if err != nil {
+				return fmt.Errorf("setting up the demo: %w", err)
+			}
+			if o.Ready != nil {
+				o.Ready()
+			}
+			demo = nil // a nil channel never receives: from now on, wait for the end
 		}
-	}
-	if o.Ready != nil {
-		o.Ready()
-	}
-	select {
-	case <-manager.exited:
-		return fmt.Errorf("the manager exited: %w", manager.err)
-	case <-agent.exited:
-		return fmt.Errorf("the hosts-updater exited: %w", agent.err)
-	case <-ctx.Done():
-		return nil
 	}
 }
 
