@@ -32,8 +32,9 @@ type Env struct {
 	// Root is the repository root.
 	Root string
 
-	env *envtest.Environment
-	dir string
+	env     *envtest.Environment
+	dir     string
+	certDir string
 }
 
 // Scheme returns a scheme with the built-in types and the project's types.
@@ -90,7 +91,14 @@ func Start() (*Env, error) {
 		}
 	}
 	s := Scheme()
+	// The API server's certificates live in a directory of ours rather than one envtest picks and
+	// removes on stop, so that RestartAPIServer brings it back with the same serving certificate.
+	certDir, err := os.MkdirTemp("", "tcr-apiserver-")
+	if err != nil {
+		return nil, err
+	}
 	env := &envtest.Environment{
+		ControlPlane:          envtest.ControlPlane{APIServer: &envtest.APIServer{CertDir: certDir}},
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
@@ -98,9 +106,10 @@ func Start() (*Env, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		_ = os.RemoveAll(certDir)
 		return nil, fmt.Errorf("starting the local control plane: %w", err)
 	}
-	e := &Env{Config: cfg, Scheme: s, Root: root, env: env}
+	e := &Env{Config: cfg, Scheme: s, Root: root, env: env, certDir: certDir}
 	if e.Client, err = client.New(cfg, client.Options{Scheme: s}); err != nil {
 		_ = e.Stop()
 		return nil, err
@@ -141,8 +150,10 @@ func (e *Env) AddUser(name string, groups ...string) (*rest.Config, error) {
 // Stop stops the control plane and removes its temporary files.
 func (e *Env) Stop() error {
 	err := e.env.Stop()
-	if e.dir != "" {
-		_ = os.RemoveAll(e.dir)
+	for _, d := range []string{e.dir, e.certDir} {
+		if d != "" {
+			_ = os.RemoveAll(d)
+		}
 	}
 	return err
 }
