@@ -25,9 +25,15 @@ const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 // own namespace (where passwordSecretRef points) are watched by a small cache of their own that
 // SetupWithManager adds.
 func CacheOptions() cache.Options {
+	stripManagedFields := cache.TransformStripManagedFields()
 	managed := labels.SelectorFromSet(labels.Set{tcrv1.ManagedByLabel: tcrv1.ManagedByValue})
 	return cache.Options{
-		DefaultTransform: cache.TransformStripManagedFields(),
+		DefaultTransform: func(in any) (any, error) {
+			if ns, ok := in.(*metav1.PartialObjectMetadata); ok {
+				compactNamespace(ns)
+			}
+			return stripManagedFields(in)
+		},
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}:         {Label: managed, Transform: slimTransform},
 			&corev1.ServiceAccount{}: {Transform: slimTransform},

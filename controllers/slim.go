@@ -37,11 +37,13 @@ type slimMeta struct {
 // only repeats the object and can be large.
 func newSlimMeta(m *metav1.ObjectMeta) slimMeta {
 	delete(m.Annotations, lastAppliedAnnotation)
-	return slimMeta{
+	s := slimMeta{
 		namespace: m.Namespace, name: m.Name, resourceVersion: m.ResourceVersion, uid: m.UID,
 		creationTimestamp: m.CreationTimestamp, deletionTimestamp: m.DeletionTimestamp,
 		labels: m.Labels, annotations: m.Annotations, ownerReferences: m.OwnerReferences,
 	}
+	compactMeta(&s)
+	return s
 }
 
 func (m *slimMeta) GetNamespace() string                          { return m.namespace }
@@ -98,7 +100,7 @@ type slimServiceAccount struct {
 }
 
 func newSlimServiceAccount(sa *corev1.ServiceAccount) *slimServiceAccount {
-	return &slimServiceAccount{slimMeta: newSlimMeta(&sa.ObjectMeta), imagePullSecrets: sa.ImagePullSecrets}
+	return &slimServiceAccount{slimMeta: newSlimMeta(&sa.ObjectMeta), imagePullSecrets: compactPullSecrets(sa.ImagePullSecrets)}
 }
 
 // DeepCopyObject implements runtime.Object.
