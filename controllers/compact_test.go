@@ -29,7 +29,9 @@ func distributed(o owner, namespace string, extraLabels ...string) *corev1.Secre
 	}
 }
 
-func sameMap(a, b map[string]string) bool { return reflect.ValueOf(a).Pointer() == reflect.ValueOf(b).Pointer() }
+func sameMap(a, b map[string]string) bool {
+	return reflect.ValueOf(a).Pointer() == reflect.ValueOf(b).Pointer()
+}
 
 func TestCompactSharesWhatCachedObjectsRepeat(t *testing.T) {
 	o := owner{name: "compact-a", uid: types.UID("uid-compact-a")}
