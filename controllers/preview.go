@@ -47,14 +47,18 @@ type PreviewTarget struct {
 // lenient reading of a spec the webhook would refuse) and renders the Secret content from
 // password; a nil password means it is unknown (a passwordSecretRef that could not be read).
 // uid is the ImagePullSecret whose Secrets count as ours: the live object's, or empty for one
-// that is not in the cluster yet, whose Secrets are all still to be created. The error has the
-// message of the controller's InvalidSpec condition.
+// that is not in the cluster yet, whose Secrets are all still to be created. An ImagePullSecret
+// being deleted selects nothing: its finalizer removes what is ours. The error has the message
+// of the controller's InvalidSpec condition.
 func NewPreviewTarget(ips *tcrv1.ImagePullSecret, uid types.UID, password *string) (*PreviewTarget, error) {
-	rule, errs := engine.Compile(&ips.Spec)
-	if len(errs) > 0 {
-		return nil, previewError(describe(errs))
+	t := &PreviewTarget{owner: owner{name: ips.Name, uid: uid}}
+	if ips.DeletionTimestamp.IsZero() {
+		rule, errs := engine.Compile(&ips.Spec)
+		if len(errs) > 0 {
+			return nil, previewError(describe(errs))
+		}
+		t.rule = rule
 	}
-	t := &PreviewTarget{owner: owner{name: ips.Name, uid: uid}, rule: rule}
 	if password != nil {
 		data, err := renderDockerConfig(ips.Spec.Docker.Server, ips.Spec.Docker.Username, *password)
 		if err != nil {

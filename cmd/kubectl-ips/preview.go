@@ -261,6 +261,9 @@ func (p *previewer) preview(ctx context.Context, ips *tcrv1.ImagePullSecret, fro
 	}
 	if live != nil {
 		item.InCluster, uid = true, live.UID
+		if !fromFile && !live.DeletionTimestamp.IsZero() {
+			item.Notes = append(item.Notes, "it is being deleted: its finalizer removes its Secrets and the references to them")
+		}
 	}
 
 	// Admission, as the webhook would answer `kubectl apply -f FILE`; for a CR of the cluster, as

@@ -250,6 +250,69 @@ SecretNotOwned: Secret team-a/tcr.ipsnewcomer exists and is not managed by this 
 		assert.True(t, strings.HasSuffix(out, "\nImagePullSecret bad (not in the cluster: previewed as new)\nRefused: "+strings.TrimPrefix(strings.TrimSuffix(errOut, "\n"), "bad: the admission webhook would refuse it: ")+"\n"), out)
 	})
 
+	t.Run("NAME of a CR being deleted", func(t *testing.T) {
+		ctx := context.Background()
+		leaving := &tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: "leaving", Finalizers: []string{tcrv1.Finalizer}}, Spec: previewSpec}
+		require.NoError(t, env.Client.Create(ctx, leaving))
+		require.NoError(t, env.Client.Create(ctx, distributed("team-a", "leaving", leaving.UID, previewPassword)))
+		require.NoError(t, env.Client.Delete(ctx, leaving))
+		code, out, errOut := runPreview(t, append([]string{"leaving"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, `ImagePullSecret leaving (in the cluster)
+Note: it is being deleted: its finalizer removes its Secrets and the references to them
+NAMESPACE   SECRET   SERVICE-ACCOUNTS
+team-a      delete   <none>
+secretsDesired: 0, sAsDesired: 0; Secrets: delete 1; references: +0 -0; namespaces: 11 read, 1 terminating skipped
+`, out)
+	})
+
+	// Last: it adds the controller's namespace to the cluster.
+	t.Run("-f with a passwordSecretRef", func(t *testing.T) {
+		ctx := context.Background()
+		const ns = "tcr-assistant-system"
+		require.NoError(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+		password := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tcr-password"},
+			Data:       map[string][]byte{"password": []byte(previewPassword)},
+		}
+		require.NoError(t, env.Client.Create(ctx, password))
+		cr := `apiVersion: tcr.tencentcloudcr.com/v1
+kind: ImagePullSecret
+metadata: {name: demo}
+spec:
+  namespaces: "team-a, team-b, team-c, team-d, gone"
+  serviceAccounts: "default, deployer"
+  docker:
+    server: ` + previewServer + `
+    username: "` + user + `"
+    passwordSecretRef: {name: tcr-password, key: password}
+`
+		file := writeFile(t, cr)
+
+		// Not a password source yet: the webhook warns, and our Secrets cannot be compared.
+		code, out, errOut := runPreview(t, append([]string{"-f", file}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, `ImagePullSecret demo (in the cluster)
+Warning: spec.docker.passwordSecretRef: Secret tcr-assistant-system/tcr-password may not be a password source: it does not carry the label tcr.tencentcloudcr.com/password-source: "true", by which a Secret opts in to being a password source; nothing will be distributed from it
+Note: Secret tcr-assistant-system/tcr-password named by docker.passwordSecretRef may not be a password source: it does not carry the label tcr.tencentcloudcr.com/password-source: "true", by which a Secret opts in to being a password source; the controller distributes nothing from it, so whether existing Secrets are up to date is unknown
+NAMESPACE   SECRET    SERVICE-ACCOUNTS
+old         delete    -default
+team-a      create    +default,+deployer
+team-b      unknown   default,+deployer
+team-c      foreign   default
+team-d      unknown   default
+secretsDesired: 4, sAsDesired: 6; Secrets: create 1, delete 1, foreign 1, unknown 2; references: +3 -1; namespaces: 12 read, 1 terminating skipped
+SecretNotOwned: Secret team-c/tcr.ipsdemo exists and is not managed by this ImagePullSecret; it was left untouched: delete or rename it to let tcr-assistant create its own
+`, out)
+
+		// Opted in: the password is read, and the preview is the one of the inline password.
+		password.Labels = map[string]string{tcrv1.PasswordSourceLabel: "true"}
+		require.NoError(t, env.Client.Update(ctx, password))
+		code, out, errOut = runPreview(t, append([]string{"-f", file}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, strings.Replace(demoTable, "11 read", "12 read", 1), out)
+	})
+
 	t.Run("NAME of a missing CR", func(t *testing.T) {
 		code, out, errOut := runPreview(t, append([]string{"missing"}, kubeconfig...)...)
 		assert.Equal(t, 2, code)
