@@ -166,6 +166,20 @@ func TestPreview(t *testing.T) {
 		assert.Equal(t, demoTable, out)
 	})
 
+	t.Run("-f - reads standard input", func(t *testing.T) {
+		cr := strings.Replace(crYAML("demo", previewServer, previewPassword), `namespaces: "*"`,
+			`namespaces: "team-a, team-b, team-c, team-d, gone"`+"\n  serviceAccounts: \"default, deployer\"", 1)
+		stdin, err := os.Open(writeFile(t, cr))
+		require.NoError(t, err)
+		defer stdin.Close()
+		saved := os.Stdin
+		os.Stdin = stdin
+		defer func() { os.Stdin = saved }()
+		code, out, errOut := runPreview(t, append([]string{"-f", "-"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, demoTable, out)
+	})
+
 	t.Run("only get and list, a page of 500 at a time", func(t *testing.T) {
 		mu.Lock()
 		requests = nil
