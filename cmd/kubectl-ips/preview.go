@@ -183,11 +183,11 @@ func preview(args []string, stdout, stderr io.Writer) int {
 	doc := previewList{APIVersion: previewAPIVersion, Kind: previewKind, Items: []previewItem{}}
 	if *file != "" {
 		for i := range items {
-			item, c := p.preview(ctx, &items[i], true)
+			item, itemCode := p.preview(ctx, &items[i], true)
 			if item != nil {
 				doc.Items = append(doc.Items, *item)
 			}
-			code = max(code, c)
+			code = max(code, itemCode)
 		}
 	}
 	for _, name := range names {
@@ -202,11 +202,11 @@ func preview(args []string, stdout, stderr io.Writer) int {
 			}
 			continue
 		}
-		item, c := p.preview(ctx, live, false)
+		item, itemCode := p.preview(ctx, live, false)
 		if item != nil {
 			doc.Items = append(doc.Items, *item)
 		}
-		code = max(code, c)
+		code = max(code, itemCode)
 	}
 
 	switch *output {
@@ -244,7 +244,6 @@ type previewer struct {
 // from the cluster. A nil item means nothing could be shown (the error is on stderr).
 func (p *previewer) preview(ctx context.Context, ips *tcrv1.ImagePullSecret, fromFile bool) (*previewItem, int) {
 	item := &previewItem{Name: ips.Name}
-	code := previewShown
 
 	// The owner: the live ImagePullSecret of this name, whose UID owns its Secrets.
 	var uid types.UID
@@ -332,7 +331,7 @@ func (p *previewer) preview(ctx context.Context, ips *tcrv1.ImagePullSecret, fro
 		item.Namespaces = append(item.Namespaces, row)
 	}
 	item.Summary = sum
-	return item, code
+	return item, previewShown
 }
 
 // password returns the password the controller would distribute, or nil and why not when it
