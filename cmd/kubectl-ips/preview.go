@@ -370,6 +370,7 @@ func (p *previewer) readCluster(ctx context.Context) error {
 	}
 	err := listPages(ctx, p.client, newNamespaces, func(nss *metav1.PartialObjectMetadataList) {
 		for i := range nss.Items {
+			nss.Items[i].ManagedFields = nil // the largest part of what is kept, and never read
 			p.namespaces = append(p.namespaces, &nss.Items[i])
 		}
 	})
@@ -382,6 +383,7 @@ func (p *previewer) readCluster(ctx context.Context) error {
 	err = listPages(ctx, p.client, func() *corev1.ServiceAccountList { return &corev1.ServiceAccountList{} }, func(sas *corev1.ServiceAccountList) {
 		for i := range sas.Items {
 			sa := &sas.Items[i]
+			sa.ManagedFields, sa.Secrets = nil, nil
 			p.sas[sa.Namespace] = append(p.sas[sa.Namespace], sa)
 		}
 	})

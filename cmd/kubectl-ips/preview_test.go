@@ -264,6 +264,22 @@ SecretNotOwned: Secret team-a/tcr.ipsnewcomer exists and is not managed by this 
 		assert.True(t, strings.HasSuffix(out, "\nImagePullSecret bad (not in the cluster: previewed as new)\nRefused: "+strings.TrimPrefix(strings.TrimSuffix(errOut, "\n"), "bad: the admission webhook would refuse it: ")+"\n"), out)
 	})
 
+	t.Run("NAME of a stored spec the webhook would refuse: read leniently", func(t *testing.T) {
+		// Stored while the webhook was off (this control plane has none).
+		legacy := &tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: "legacy"}, Spec: previewSpec}
+		legacy.Spec.Namespaces = "team-*, team-a"
+		require.NoError(t, env.Client.Create(context.Background(), legacy))
+		code, out, errOut := runPreview(t, append([]string{"legacy"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, `ImagePullSecret legacy (in the cluster)
+Refused: ImagePullSecret.tcr.tencentcloudcr.com "legacy" is invalid: spec.namespaces: Invalid value: "team-*": is a pattern, and patterns are not supported: list exact names, or use spec.namespaceSelector or spec.namespaceExpression
+Note: the admission webhook would refuse this spec today (condition Valid=False); the controller reads it leniently
+NAMESPACE   SECRET   SERVICE-ACCOUNTS
+team-a      create   +default,+deployer
+secretsDesired: 1, sAsDesired: 2; Secrets: create 1; references: +2 -0; namespaces: 11 read, 1 terminating skipped
+`, out)
+	})
+
 	t.Run("NAME of a CR being deleted", func(t *testing.T) {
 		ctx := context.Background()
 		leaving := &tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: "leaving", Finalizers: []string{tcrv1.Finalizer}}, Spec: previewSpec}
