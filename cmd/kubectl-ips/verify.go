@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
@@ -119,6 +120,15 @@ func verify(args []string, stdout, stderr io.Writer) int {
 
 // clientset builds a client from the user's kubeconfig, as kubectl loads it.
 func clientset(kubeconfig, kubeContext string) (*kubernetes.Clientset, error) {
+	cfg, err := restConfig(kubeconfig, kubeContext)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// restConfig loads the user's kubeconfig as kubectl does.
+func restConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
@@ -126,7 +136,8 @@ func clientset(kubeconfig, kubeContext string) (*kubernetes.Clientset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return kubernetes.NewForConfig(cfg)
+	cfg.WrapTransport = wrapTransport
+	return cfg, nil
 }
 
 // readIPS reads the ImagePullSecrets of a YAML or JSON file of one or more documents.

@@ -159,5 +159,6 @@ func TestHelpListsEveryCommand(t *testing.T) {
 	assert.Equal(t, 0, run([]string{"help"}, &stdout, &stderr))
 	assert.Contains(t, stdout.String(), "Usage: kubectl ips test PATH...")
 	assert.Contains(t, stdout.String(), "Usage: kubectl ips verify -f FILE [flags]")
+	assert.Contains(t, stdout.String(), "Usage: kubectl ips preview (-f FILE | NAME...) [flags]")
 	assert.Empty(t, stderr.String())
 }

@@ -1,0 +1,452 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
+)
+
+const (
+	previewServer   = "preview.tencentcloudcr.com"
+	previewPassword = "Pw-preview-7c1d"
+	stalePassword   = "Pw-preview-STALE-0e42"
+)
+
+// previewSpec is the spec of the ImagePullSecret "demo" of the fixture.
+var previewSpec = tcrv1.ImagePullSecretSpec{
+	Namespaces: "team-a, team-b, team-c, team-d, gone", ServiceAccounts: "default, deployer",
+	Docker: tcrv1.DockerCredential{Server: previewServer, Username: user, Password: previewPassword},
+}
+
+// dockerConfigJSON is the data the controller writes for a login (controllers.renderDockerConfig).
+func dockerConfigJSON(password string) []byte {
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	return []byte(`{"auths":{"` + previewServer + `":{"username":"` + user + `","password":"` + password + `","auth":"` + auth + `"}}}`)
+}
+
+// distributed is a Secret as the controller makes it for the ImagePullSecret name of uid.
+func distributed(namespace, name string, uid types.UID, password string) *corev1.Secret {
+	yes := true
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: namespace, Name: tcrv1.SecretNamePrefix + name,
+			Labels: map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: name},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: tcrv1.GroupVersion.String(), Kind: "ImagePullSecret",
+				Name: name, UID: uid, Controller: &yes, BlockOwnerDeletion: &yes}},
+		},
+		Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: dockerConfigJSON(password)},
+	}
+}
+
+func serviceAccount(namespace, name string, refs ...string) *corev1.ServiceAccount {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	for _, r := range refs {
+		sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: r})
+	}
+	return sa
+}
+
+// startPreviewFixture starts a control plane holding the ImagePullSecret "demo" and a cluster
+// with one namespace of each case the preview tells apart:
+//
+//	team-a  selected, no Secret yet                    create, both ServiceAccounts gain the reference
+//	team-b  selected, our Secret with a stale password  update, deployer gains the reference
+//	team-c  selected, a foreign Secret of that name     foreign, nothing is pointed at it
+//	team-d  selected, our Secret up to date             keep
+//	old     not selected, our Secret                    delete, default loses the reference
+//	other   not selected, nothing                       not shown
+//	gone    selected, terminating                       skipped
+func startPreviewFixture(t *testing.T) *testenv.Env {
+	t.Helper()
+	env, err := testenv.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx := context.Background()
+	c := env.Client
+
+	ips := &tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: "demo"}, Spec: previewSpec}
+	require.NoError(t, c.Create(ctx, ips))
+	ref := tcrv1.SecretNamePrefix + "demo"
+	for _, ns := range []string{"team-a", "team-b", "team-c", "team-d", "old", "other", "gone"} {
+		require.NoError(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	}
+	objects := []client.Object{
+		serviceAccount("team-a", "default"), serviceAccount("team-a", "deployer"), serviceAccount("team-a", "builder"),
+		serviceAccount("team-b", "default", "registry-cred", ref), serviceAccount("team-b", "deployer"),
+		distributed("team-b", "demo", ips.UID, stalePassword),
+		serviceAccount("team-c", "default"),
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-c", Name: ref}, StringData: map[string]string{"token": "not-ours"}},
+		serviceAccount("team-d", "default", ref),
+		distributed("team-d", "demo", ips.UID, previewPassword),
+		serviceAccount("old", "default", ref), distributed("old", "demo", ips.UID, previewPassword),
+		serviceAccount("other", "default"),
+		serviceAccount("gone", "default"),
+	}
+	for _, o := range objects {
+		require.NoError(t, c.Create(ctx, o))
+	}
+	// This control plane has no namespace controller: a deleted namespace stays terminating.
+	require.NoError(t, c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gone"}}))
+	return env
+}
+
+// runPreview runs the plugin and checks that no password appears in what it prints.
+func runPreview(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(append([]string{"preview"}, args...), &stdout, &stderr)
+	for _, p := range []string{previewPassword, stalePassword, base64.StdEncoding.EncodeToString([]byte(user + ":" + previewPassword))} {
+		assert.NotContains(t, stdout.String()+stderr.String(), p, "kubectl ips preview printed a password")
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+const demoTable = `ImagePullSecret demo (in the cluster)
+NAMESPACE   SECRET    SERVICE-ACCOUNTS
+old         delete    -default
+team-a      create    +default,+deployer
+team-b      update    default,+deployer
+team-c      foreign   default
+team-d      keep      default
+secretsDesired: 4, sAsDesired: 6; Secrets: create 1, delete 1, foreign 1, keep 1, update 1; references: +3 -1; namespaces: 11 read, 1 terminating skipped
+SecretNotOwned: Secret team-c/tcr.ipsdemo exists and is not managed by this ImagePullSecret; it was left untouched: delete or rename it to let tcr-assistant create its own
+`
+
+func TestPreview(t *testing.T) {
+	env := startPreviewFixture(t)
+	kubeconfig := []string{"--kubeconfig", env.Kubeconfig}
+
+	// Every request the command makes, as "METHOD path?query".
+	var mu sync.Mutex
+	var requests []string
+	wrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			mu.Lock()
+			requests = append(requests, req.Method+" "+req.URL.RequestURI())
+			mu.Unlock()
+			return rt.RoundTrip(req)
+		})
+	}
+	t.Cleanup(func() { wrapTransport = nil })
+
+	t.Run("NAME reads the CR from the cluster", func(t *testing.T) {
+		code, out, errOut := runPreview(t, append([]string{"demo"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Empty(t, errOut)
+		assert.Equal(t, demoTable, out)
+	})
+
+	t.Run("-f of a CR in the cluster is previewed as its update", func(t *testing.T) {
+		cr := crYAML("demo", previewServer, previewPassword)
+		cr = strings.Replace(cr, `namespaces: "*"`, `namespaces: "team-a, team-b, team-c, team-d, gone"`+"\n  serviceAccounts: \"default, deployer\"", 1)
+		code, out, errOut := runPreview(t, append([]string{"-f", writeFile(t, cr)}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, demoTable, out)
+	})
+
+	t.Run("-f - reads standard input", func(t *testing.T) {
+		cr := strings.Replace(crYAML("demo", previewServer, previewPassword), `namespaces: "*"`,
+			`namespaces: "team-a, team-b, team-c, team-d, gone"`+"\n  serviceAccounts: \"default, deployer\"", 1)
+		stdin, err := os.Open(writeFile(t, cr))
+		require.NoError(t, err)
+		defer stdin.Close()
+		saved := os.Stdin
+		os.Stdin = stdin
+		defer func() { os.Stdin = saved }()
+		code, out, errOut := runPreview(t, append([]string{"-f", "-"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, demoTable, out)
+	})
+
+	t.Run("only get and list, a page of 500 at a time", func(t *testing.T) {
+		mu.Lock()
+		requests = nil
+		mu.Unlock()
+		code, _, errOut := runPreview(t, append([]string{"demo"}, kubeconfig...)...)
+		require.Equal(t, 0, code, errOut)
+		mu.Lock()
+		defer mu.Unlock()
+		lists := 0
+		for _, r := range requests {
+			assert.True(t, strings.HasPrefix(r, "GET "), "a request that is not a read: %s", r)
+			if strings.Contains(r, "/namespaces?") || strings.Contains(r, "/serviceaccounts?") || strings.Contains(r, "/secrets?") {
+				lists++
+				assert.Contains(t, r, "limit=500", "a list without a page size: %s", r)
+			}
+		}
+		assert.Equal(t, 3, lists, "%v", requests)
+		assert.Contains(t, requests, "GET /api/v1/secrets?fieldSelector=metadata.name%3Dtcr.ipsdemo&limit=500")
+	})
+
+	t.Run("pages are followed to the end", func(t *testing.T) {
+		previewPageSize = 2
+		defer func() { previewPageSize = 500 }()
+		mu.Lock()
+		requests = nil
+		mu.Unlock()
+		code, out, errOut := runPreview(t, append([]string{"demo"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, demoTable, out)
+		mu.Lock()
+		defer mu.Unlock()
+		continued := 0
+		for _, r := range requests {
+			if strings.Contains(r, "continue=") {
+				continued++
+			}
+		}
+		// 11 namespaces in pages of 2 need 5 more pages; 11 ServiceAccounts too.
+		assert.GreaterOrEqual(t, continued, 10, "%v", requests)
+	})
+
+	t.Run("-o json", func(t *testing.T) {
+		code, out, errOut := runPreview(t, append([]string{"demo", "-o", "json"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.JSONEq(t, demoJSON, out)
+		// The document's field order is fixed.
+		assert.True(t, strings.HasPrefix(out, "{\n  \"apiVersion\": \""+previewAPIVersion+"\",\n  \"kind\": \""+previewKind+"\",\n  \"items\": ["), out)
+	})
+
+	t.Run("-o yaml", func(t *testing.T) {
+		code, out, errOut := runPreview(t, append([]string{"demo", "-o", "yaml"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		want, err := yaml.JSONToYAML([]byte(demoJSON))
+		require.NoError(t, err)
+		assert.Equal(t, string(want), out)
+	})
+
+	t.Run("-f of a new CR: warnings, and Secrets of an earlier incarnation are foreign", func(t *testing.T) {
+		ctx := context.Background()
+		require.NoError(t, env.Client.Create(ctx, distributed("team-a", "newcomer", "uid-of-a-deleted-incarnation", previewPassword)))
+		cr := strings.Replace(crYAML("newcomer", previewServer, previewPassword), `namespaces: "*"`, `namespaces: "team-a, team-b, team-a"`, 1)
+		code, out, errOut := runPreview(t, append([]string{"-f", writeFile(t, cr)}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, `ImagePullSecret newcomer (not in the cluster: previewed as new)
+Warning: spec.namespaces: "team-a" is listed more than once; the duplicate is ignored
+NAMESPACE   SECRET    SERVICE-ACCOUNTS
+team-a      foreign   builder,default,deployer
+team-b      create    +default,+deployer
+secretsDesired: 2, sAsDesired: 5; Secrets: create 1, foreign 1; references: +2 -0; namespaces: 11 read, 1 terminating skipped
+SecretNotOwned: Secret team-a/tcr.ipsnewcomer exists and is not managed by this ImagePullSecret; it was left untouched: delete or rename it to let tcr-assistant create its own
+`, out)
+	})
+
+	t.Run("-f with a CR the webhook refuses", func(t *testing.T) {
+		bad := strings.Replace(crYAML("bad", "https://"+previewServer, previewPassword), `namespaces: "*"`, `namespaces: "team-*"`, 1)
+		file := writeFile(t, crYAML("good", previewServer, previewPassword)+"---\n"+bad)
+		code, out, errOut := runPreview(t, append([]string{"-f", file}, kubeconfig...)...)
+		assert.Equal(t, 2, code)
+		assert.Equal(t, `bad: the admission webhook would refuse it: ImagePullSecret.tcr.tencentcloudcr.com "bad" is invalid: [spec.namespaces: Invalid value: "team-*": is a pattern, and patterns are not supported: list exact names, or use spec.namespaceSelector or spec.namespaceExpression, spec.docker.server: Invalid value: "https://preview.tencentcloudcr.com": must be a host name without a scheme: write "preview.tencentcloudcr.com"]`+"\n", errOut)
+		// The valid one is still previewed; the refused one shows its refusal.
+		assert.True(t, strings.HasPrefix(out, "ImagePullSecret good (not in the cluster: previewed as new)\n"), out)
+		assert.True(t, strings.HasSuffix(out, "\nImagePullSecret bad (not in the cluster: previewed as new)\nRefused: "+strings.TrimPrefix(strings.TrimSuffix(errOut, "\n"), "bad: the admission webhook would refuse it: ")+"\n"), out)
+	})
+
+	t.Run("NAME of a stored spec the webhook would refuse: read leniently", func(t *testing.T) {
+		// Stored while the webhook was off (this control plane has none).
+		legacy := &tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: "legacy"}, Spec: previewSpec}
+		legacy.Spec.Namespaces = "team-*, team-a"
+		require.NoError(t, env.Client.Create(context.Background(), legacy))
+		code, out, errOut := runPreview(t, append([]string{"legacy"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, `ImagePullSecret legacy (in the cluster)
+Refused: ImagePullSecret.tcr.tencentcloudcr.com "legacy" is invalid: spec.namespaces: Invalid value: "team-*": is a pattern, and patterns are not supported: list exact names, or use spec.namespaceSelector or spec.namespaceExpression
+Note: the admission webhook would refuse this spec today (condition Valid=False); the controller reads it leniently
+NAMESPACE   SECRET   SERVICE-ACCOUNTS
+team-a      create   +default,+deployer
+secretsDesired: 1, sAsDesired: 2; Secrets: create 1; references: +2 -0; namespaces: 11 read, 1 terminating skipped
+`, out)
+	})
+
+	t.Run("NAME of a CR being deleted", func(t *testing.T) {
+		ctx := context.Background()
+		leaving := &tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: "leaving", Finalizers: []string{tcrv1.Finalizer}}, Spec: previewSpec}
+		require.NoError(t, env.Client.Create(ctx, leaving))
+		require.NoError(t, env.Client.Create(ctx, distributed("team-a", "leaving", leaving.UID, previewPassword)))
+		require.NoError(t, env.Client.Delete(ctx, leaving))
+		code, out, errOut := runPreview(t, append([]string{"leaving"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, `ImagePullSecret leaving (in the cluster)
+Note: it is being deleted: its finalizer removes its Secrets and the references to them
+NAMESPACE   SECRET   SERVICE-ACCOUNTS
+team-a      delete   <none>
+secretsDesired: 0, sAsDesired: 0; Secrets: delete 1; references: +0 -0; namespaces: 11 read, 1 terminating skipped
+`, out)
+	})
+
+	// Last: it adds the controller's namespace to the cluster.
+	t.Run("-f with a passwordSecretRef", func(t *testing.T) {
+		ctx := context.Background()
+		const ns = "tcr-assistant-system"
+		require.NoError(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+		password := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tcr-password"},
+			Data:       map[string][]byte{"password": []byte(previewPassword)},
+		}
+		require.NoError(t, env.Client.Create(ctx, password))
+		cr := `apiVersion: tcr.tencentcloudcr.com/v1
+kind: ImagePullSecret
+metadata: {name: demo}
+spec:
+  namespaces: "team-a, team-b, team-c, team-d, gone"
+  serviceAccounts: "default, deployer"
+  docker:
+    server: ` + previewServer + `
+    username: "` + user + `"
+    passwordSecretRef: {name: tcr-password, key: password}
+`
+		file := writeFile(t, cr)
+
+		// Not a password source yet: the webhook warns, and our Secrets cannot be compared.
+		code, out, errOut := runPreview(t, append([]string{"-f", file}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, `ImagePullSecret demo (in the cluster)
+Warning: spec.docker.passwordSecretRef: Secret tcr-assistant-system/tcr-password may not be a password source: it does not carry the label tcr.tencentcloudcr.com/password-source: "true", by which a Secret opts in to being a password source; nothing will be distributed from it
+Note: Secret tcr-assistant-system/tcr-password named by docker.passwordSecretRef may not be a password source: it does not carry the label tcr.tencentcloudcr.com/password-source: "true", by which a Secret opts in to being a password source; the controller distributes nothing from it, so whether existing Secrets are up to date is unknown
+NAMESPACE   SECRET    SERVICE-ACCOUNTS
+old         delete    -default
+team-a      create    +default,+deployer
+team-b      unknown   default,+deployer
+team-c      foreign   default
+team-d      unknown   default
+secretsDesired: 4, sAsDesired: 6; Secrets: create 1, delete 1, foreign 1, unknown 2; references: +3 -1; namespaces: 12 read, 1 terminating skipped
+SecretNotOwned: Secret team-c/tcr.ipsdemo exists and is not managed by this ImagePullSecret; it was left untouched: delete or rename it to let tcr-assistant create its own
+`, out)
+
+		// Opted in: the password is read, and the preview is the one of the inline password.
+		password.Labels = map[string]string{tcrv1.PasswordSourceLabel: "true"}
+		require.NoError(t, env.Client.Update(ctx, password))
+		code, out, errOut = runPreview(t, append([]string{"-f", file}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, strings.Replace(demoTable, "11 read", "12 read", 1), out)
+	})
+
+	t.Run("NAME of a missing CR", func(t *testing.T) {
+		code, out, errOut := runPreview(t, append([]string{"missing"}, kubeconfig...)...)
+		assert.Equal(t, 2, code)
+		assert.Empty(t, out)
+		assert.Equal(t, `missing: no ImagePullSecret "missing" in the cluster (to preview one that is not applied yet, use -f FILE)`+"\n", errOut)
+	})
+}
+
+const demoJSON = `{
+  "apiVersion": "preview.kubectl-ips.tcr.tencentcloudcr.com/v1alpha1",
+  "kind": "ImagePullSecretPreviewList",
+  "items": [{
+    "name": "demo",
+    "inCluster": true,
+    "admission": {"allowed": true},
+    "summary": {
+      "secretsDesired": 4, "sAsDesired": 6,
+      "secrets": {"create": 1, "delete": 1, "foreign": 1, "keep": 1, "update": 1},
+      "referencesAdded": 3, "referencesRemoved": 1,
+      "namespacesRead": 11, "namespacesTerminating": 1
+    },
+    "namespaces": [
+      {"name": "old", "selected": false, "secret": "delete", "removeReferences": ["default"]},
+      {"name": "team-a", "selected": true, "secret": "create", "serviceAccounts": ["default", "deployer"], "addReferences": ["default", "deployer"]},
+      {"name": "team-b", "selected": true, "secret": "update", "serviceAccounts": ["default", "deployer"], "addReferences": ["deployer"]},
+      {"name": "team-c", "selected": true, "secret": "foreign", "serviceAccounts": ["default"], "failures": [{"reason": "SecretNotOwned",
+        "message": "Secret team-c/tcr.ipsdemo exists and is not managed by this ImagePullSecret; it was left untouched: delete or rename it to let tcr-assistant create its own"}]},
+      {"name": "team-d", "selected": true, "secret": "keep", "serviceAccounts": ["default"]}
+    ]
+  }]
+}`
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// TestPreviewAsReadOnlyUser runs the preview as a user bound only to a ClusterRole of get and
+// list: it needs nothing more, and could not write if it tried.
+func TestPreviewAsReadOnlyUser(t *testing.T) {
+	env := startPreviewFixture(t)
+	ctx := context.Background()
+	require.NoError(t, env.Client.Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "tcr-assistant-preview"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"namespaces", "serviceaccounts", "secrets"}, Verbs: []string{"get", "list"}},
+			{APIGroups: []string{tcrv1.GroupVersion.Group}, Resources: []string{"imagepullsecrets"}, Verbs: []string{"get", "list"}},
+		},
+	}))
+	require.NoError(t, env.Client.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "tcr-assistant-preview"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "tcr-assistant-preview"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "preview-reader"}},
+	}))
+	cfg, err := env.AddUser("preview-reader")
+	require.NoError(t, err)
+	kubeconfig := writeKubeconfig(t, cfg)
+
+	code, out, errOut := runPreview(t, "demo", "--kubeconfig", kubeconfig)
+	assert.Equal(t, 0, code, errOut)
+	assert.Equal(t, demoTable, out)
+
+	// The same user cannot write: had the preview tried, it would have failed.
+	readerClient, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	require.NoError(t, err)
+	err = readerClient.Create(ctx, serviceAccount("team-a", "probe"))
+	assert.ErrorContains(t, err, `serviceaccounts is forbidden: User "preview-reader" cannot create resource "serviceaccounts"`)
+}
+
+// writeKubeconfig writes a kubeconfig file for cfg.
+func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
+	t.Helper()
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
+	kc.CurrentContext = "test"
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, clientcmd.WriteToFile(*kc, p))
+	return p
+}
+
+func TestPreviewInvalidInput(t *testing.T) {
+	code, out, errOut := runPreview(t)
+	assert.Equal(t, 2, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "Usage: kubectl ips preview (-f FILE | NAME...) [flags]")
+
+	code, _, errOut = runPreview(t, "-f", "cr.yaml", "demo")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "Usage: kubectl ips preview")
+
+	code, _, errOut = runPreview(t, "demo", "-o", "wide")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "Usage: kubectl ips preview")
+
+	notIPS := writeFile(t, "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n")
+	code, _, errOut = runPreview(t, "-f", notIPS)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, notIPS+": document 1 is a v1 Secret, not an ImagePullSecret of tcr.tencentcloudcr.com/v1\n", errOut)
+
+	// No cluster: exit 1.
+	empty := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, os.WriteFile(empty, []byte("apiVersion: v1\nkind: Config\n"), 0o600))
+	code, _, errOut = runPreview(t, "demo", "--kubeconfig", empty)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "invalid configuration")
+}

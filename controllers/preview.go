@@ -1,0 +1,150 @@
+package controllers
+
+import (
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/engine"
+)
+
+// Preview answers, for `kubectl ips preview`, the question a namespace pass asks: what would the
+// controller do in this namespace for this ImagePullSecret? It compiles the rule as the
+// controller does and runs the same plan over objects the caller read from the cluster; it
+// writes nothing.
+
+// SecretAction is what a plan does with the Secret tcr.ips<name> of one namespace, as shown by
+// the preview.
+type SecretAction string
+
+const (
+	// SecretNone: there is no such Secret and none is wanted, or the namespace is terminating.
+	SecretNone    SecretAction = ""
+	SecretCreate  SecretAction = "create"
+	SecretUpdate  SecretAction = "update"  // ours, with other data: patched
+	SecretReplace SecretAction = "replace" // ours, of another (immutable) type: deleted and created
+	SecretKeep    SecretAction = "keep"    // ours and up to date
+	SecretDelete  SecretAction = "delete"  // ours and no longer wanted
+	SecretForeign SecretAction = "foreign" // wanted, but the name is held by a Secret we do not own
+	// SecretUnknown: ours, but the desired content is unknown (the password could not be read),
+	// so whether it is up to date cannot be told.
+	SecretUnknown SecretAction = "unknown"
+)
+
+// PreviewTarget is one ImagePullSecret ready for Preview: its owner, its compiled rule and the
+// Secret content.
+type PreviewTarget struct {
+	owner     owner
+	rule      *engine.Rule
+	data      secretData
+	dataKnown bool
+}
+
+// NewPreviewTarget compiles the rule of ips the way the controller does (engine.Compile, the
+// lenient reading of a spec the webhook would refuse) and renders the Secret content from
+// password; a nil password means it is unknown (a passwordSecretRef that could not be read).
+// uid is the ImagePullSecret whose Secrets count as ours: the live object's, or empty for one
+// that is not in the cluster yet, whose Secrets are all still to be created. An ImagePullSecret
+// being deleted selects nothing: its finalizer removes what is ours. The error has the message
+// of the controller's InvalidSpec condition.
+func NewPreviewTarget(ips *tcrv1.ImagePullSecret, uid types.UID, password *string) (*PreviewTarget, error) {
+	t := &PreviewTarget{owner: owner{name: ips.Name, uid: uid}}
+	if ips.DeletionTimestamp.IsZero() {
+		rule, errs := engine.Compile(&ips.Spec)
+		if len(errs) > 0 {
+			return nil, previewError(describe(errs))
+		}
+		t.rule = rule
+	}
+	if password != nil {
+		data, err := renderDockerConfig(ips.Spec.Docker.Server, ips.Spec.Docker.Username, *password)
+		if err != nil {
+			return nil, err
+		}
+		t.data, t.dataKnown = newSecretData(data), true
+	}
+	return t, nil
+}
+
+type previewError string
+
+func (e previewError) Error() string { return string(e) }
+
+// SecretName is the name of the distributed Secret, tcr.ips<name>.
+func (t *PreviewTarget) SecretName() string { return t.owner.secretName() }
+
+// NamespacePreview is what the controller would do in one namespace.
+type NamespacePreview struct {
+	Namespace   string
+	Terminating bool // skipped: a terminating namespace is never written
+	// Selected is true when the rule selects the namespace: the status counts its Secret as
+	// desired (secretsDesired), even when a foreign Secret holds the name.
+	Selected bool
+	Secret   SecretAction
+	// ServiceAccounts are the selected ServiceAccounts (the status's sAsDesired), sorted.
+	ServiceAccounts []string
+	// AddReferences and RemoveReferences name the ServiceAccounts whose imagePullSecrets would
+	// gain or lose the reference to the Secret, sorted.
+	AddReferences, RemoveReferences []string
+	// Failures are those the status would report: a foreign Secret (SecretNotOwned) or a rule
+	// that could not be evaluated.
+	Failures []tcrv1.TargetFailure
+}
+
+// Namespace runs the controller's plan over one namespace: its metadata, its ServiceAccounts and
+// the Secret tcr.ips<name> in it (nil when there is none). It takes over the maps of the objects
+// passed, as the controller's caches do, but only reads them.
+func (t *PreviewTarget) Namespace(ns *metav1.PartialObjectMetadata, sas []*corev1.ServiceAccount, secret *corev1.Secret) NamespacePreview {
+	in := planInput{owner: t.owner, rule: t.rule, data: t.data, namespace: ns}
+	for _, sa := range sas {
+		in.serviceAccounts = append(in.serviceAccounts, newSlimServiceAccount(sa))
+	}
+	if secret != nil {
+		in.secret = newSlimSecret(secret)
+		if !t.dataKnown {
+			// Taken as up to date, so that plan still tells a wrong type or stray keys apart.
+			in.data = secretData{hash: in.secret.dataHash}
+		}
+	}
+	p := plan(in)
+
+	out := NamespacePreview{Namespace: ns.Name, Terminating: ns.DeletionTimestamp != nil, Selected: p.wantSecret, Failures: p.failures}
+	out.ServiceAccounts = slices.Sorted(slices.Values(p.wantSAs))
+	for _, e := range p.refs {
+		if e.add {
+			out.AddReferences = append(out.AddReferences, e.sa.name)
+		} else {
+			out.RemoveReferences = append(out.RemoveReferences, e.sa.name)
+		}
+	}
+	slices.Sort(out.AddReferences)
+	slices.Sort(out.RemoveReferences)
+
+	switch {
+	case p.foreign:
+		out.Secret = SecretForeign
+	case p.secret == secretCreate:
+		out.Secret = SecretCreate
+	case p.secret == secretPatch:
+		out.Secret = SecretUpdate
+	case p.secret == secretReplace:
+		out.Secret = SecretReplace
+	case p.secret == secretDelete:
+		out.Secret = SecretDelete
+	case p.secret == secretKeep:
+		// Keep also means "absent and unwanted" and "foreign and not selected": neither is ours.
+		if in.secret != nil && owned(in.secret, t.owner) && !out.Terminating {
+			out.Secret = SecretKeep
+			if !t.dataKnown {
+				out.Secret = SecretUnknown
+			}
+		}
+	default:
+		// A step this preview does not know yet keeps the plan's own name for it.
+		out.Secret = SecretAction(p.secret.String())
+	}
+	return out
+}
