@@ -36,7 +36,9 @@ prebuilt() {
 	[[ -n $k8s ]] || { echo "no k8s.io/kubernetes version in $module/go.mod"; return 1; }
 	local setup="$bin/setup-envtest"
 	if [[ ! -x $setup ]]; then
-		GOBIN="$bin" timeout 300 "$GO" install "sigs.k8s.io/controller-runtime/tools/setup-envtest@${SETUP_ENVTEST_VERSION:?}" ||
+		# Generous: on a busy machine with an empty build cache this compiles the standard
+		# library too, and a timeout here would fall back to the far longer build.
+		GOBIN="$bin" timeout 1200 "$GO" install "sigs.k8s.io/controller-runtime/tools/setup-envtest@${SETUP_ENVTEST_VERSION:?}" ||
 			{ echo "installing setup-envtest ${SETUP_ENVTEST_VERSION} failed"; return 1; }
 	fi
 	local args=(--bin-dir "$store")
