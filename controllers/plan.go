@@ -65,7 +65,7 @@ type refEdit struct {
 type nsPlan struct {
 	namespace string
 	// secret is the step for the Secret; current is the Secret the plan was made over (nil when
-	// there was none), which a patch, replace or delete acts on.
+	// there was none), which a patch, adoption, replace or delete acts on.
 	secret  secretStep
 	current *slimSecret
 	// refs are the reference edits, in the order of planInput.serviceAccounts.
