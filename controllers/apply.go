@@ -135,15 +135,26 @@ func (r *Reconciler) applySecret(ctx context.Context, t *target, p *nsPlan) (*sl
 		r.expect.wrote(kindSecret, created, "")
 		ctrl.LoggerFrom(ctx).V(1).Info("Created Secret", "secret", p.namespace+"/"+name)
 		return created, nil
-	case secretPatch:
-		patched, err := r.patchSecret(ctx, t, p.current)
+	case secretPatch, secretAdopt:
+		adopt := p.secret == secretAdopt
+		patched, err := r.patchSecret(ctx, t, p.current, adopt)
 		if err != nil {
 			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 				return nil, r.replan(ctx, p.namespace, name)
 			}
-			return nil, fmt.Errorf("updating Secret %s/%s: %w", p.namespace, name, err)
+			verb := "updating"
+			if adopt {
+				verb = "adopting"
+			}
+			return nil, fmt.Errorf("%s Secret %s/%s: %w", verb, p.namespace, name, err)
 		}
 		s := newSlimSecret(patched)
+		if adopt {
+			// To the label-filtered cache the adopted Secret is new: its event is an add.
+			r.expect.wrote(kindSecret, s, "")
+			ctrl.LoggerFrom(ctx).Info("Adopted Secret left by the original TCR Assistant", "secret", p.namespace+"/"+name)
+			return s, nil
+		}
 		r.expect.wrote(kindSecret, s, p.current.resourceVersion)
 		ctrl.LoggerFrom(ctx).V(1).Info("Updated Secret", "secret", p.namespace+"/"+name)
 		return s, nil
@@ -196,16 +207,20 @@ func (r *Reconciler) liveSecret(ctx context.Context, namespace, name string) (*s
 
 // patchSecret writes the desired data over cur with a merge patch guarded by cur's
 // resourceVersion; any other data key is removed, and labels, annotations and every other field
-// are left as they are. It returns the Secret as the API server stored it.
-func (r *Reconciler) patchSecret(ctx context.Context, t *target, cur *slimSecret) (*corev1.Secret, error) {
+// are left as they are. To adopt cur, the same patch adds our two labels and our controller
+// reference (after the references cur already has: a merge patch replaces the whole list). It
+// returns the Secret as the API server stored it.
+func (r *Reconciler) patchSecret(ctx context.Context, t *target, cur *slimSecret, adopt bool) (*corev1.Secret, error) {
 	data := map[string]any{corev1.DockerConfigJsonKey: t.data.dockerConfigJSON}
 	for _, k := range cur.otherKeys {
 		data[k] = nil
 	}
-	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"resourceVersion": cur.resourceVersion},
-		"data":     data,
-	})
+	meta := map[string]any{"resourceVersion": cur.resourceVersion}
+	if adopt {
+		meta["labels"] = map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: OwnerLabelValue(t.owner.name)}
+		meta["ownerReferences"] = append(slices.Clone(cur.ownerReferences), controllerRef(t.owner))
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta, "data": data})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -52,4 +54,40 @@ func newSecretData(dockerConfigJSON []byte) secretData {
 // matches reports whether a Secret holds exactly the desired type and data.
 func (d secretData) matches(s *slimSecret) bool {
 	return s.secretType == corev1.SecretTypeDockerConfigJson && s.hasData && len(s.otherKeys) == 0 && s.dataHash == d.hash
+}
+
+// registryLogin is a registry server and the user who logs in to it: what adoption compares
+// (docs/design.md, "Ownership"). It never holds a password.
+type registryLogin struct {
+	server, username string
+}
+
+// dockerLogins returns the logins a .dockerconfigjson holds: per auths entry, its server and its
+// username field, or, when that is empty, the user part of its auth field. Passwords are not
+// kept: the username field is decoded alone, and of auth only what precedes the colon. A
+// document that does not parse holds none.
+func dockerLogins(data []byte) []registryLogin {
+	var doc struct {
+		Auths map[string]struct {
+			Username string `json:"username"`
+			Auth     string `json:"auth"`
+		} `json:"auths"`
+	}
+	if json.Unmarshal(data, &doc) != nil {
+		return nil
+	}
+	out := make([]registryLogin, 0, len(doc.Auths))
+	for server, a := range doc.Auths {
+		user := a.Username
+		if user == "" {
+			if raw, err := base64.StdEncoding.DecodeString(a.Auth); err == nil {
+				// A copy: the user part alone must not keep the decoded password in memory.
+				user, _, _ = strings.Cut(string(raw), ":")
+				user = strings.Clone(user)
+			}
+		}
+		out = append(out, registryLogin{server: server, username: user})
+	}
+	slices.SortFunc(out, func(a, b registryLogin) int { return strings.Compare(a.server, b.server) })
+	return out
 }

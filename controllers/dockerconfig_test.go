@@ -2,11 +2,13 @@ package controllers
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestRenderDockerConfig(t *testing.T) {
@@ -64,5 +66,61 @@ func TestSecretDataMatches(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			assert.Equal(t, tc.want, want.matches(newSlimSecret(&tc.secret)))
 		})
+	}
+}
+
+func TestDockerLogins(t *testing.T) {
+	tests := map[string]struct {
+		data string
+		want []registryLogin
+	}{
+		"the original's document: the username field": {
+			data: `{"auths":{"fanjiankong-bj.tencentcloudcr.com":{"username":"100012345678","password":"tcr.jwt.token","auth":"MTAwMDEyMzQ1Njc4OnRjci5qd3QudG9rZW4="}}}`,
+			want: []registryLogin{{server: "fanjiankong-bj.tencentcloudcr.com", username: "100012345678"}},
+		},
+		"without a username field, the user part of auth": {
+			data: `{"auths":{"r.example.com":{"auth":"MTAwMDEyMzQ1Njc4OnRjci5qd3QudG9rZW4="}}}`,
+			want: []registryLogin{{server: "r.example.com", username: "100012345678"}},
+		},
+		"several servers, sorted": {
+			data: `{"auths":{"b.example.com":{"username":"x"},"a.example.com":{"username":"y"}}}`,
+			want: []registryLogin{{server: "a.example.com", username: "y"}, {server: "b.example.com", username: "x"}},
+		},
+		"an auth that is not base64 gives no username": {
+			data: `{"auths":{"r.example.com":{"auth":"%%%"}}}`,
+			want: []registryLogin{{server: "r.example.com"}},
+		},
+		"a document that does not parse holds none": {data: `{"auths":`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := dockerLogins([]byte(tc.data))
+			if tc.want == nil {
+				assert.Empty(t, got)
+				return
+			}
+			assert.Equal(t, tc.want, got)
+			assert.NotContains(t, fmt.Sprintf("%#v", got), "tcr.jwt.token", "no password is kept")
+		})
+	}
+}
+
+// TestSlimSecretKeepsLoginsOfAdoptionCandidatesOnly: the cache keeps the logins of a pull Secret
+// named tcr.ips* without a controller, and of no other.
+func TestSlimSecretKeepsLoginsOfAdoptionCandidatesOnly(t *testing.T) {
+	data := map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"r.example.com":{"username":"u","password":"p"}}}`)}
+	yes := true
+	candidate := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tcr.ipsx"}, Type: corev1.SecretTypeDockerConfigJson, Data: data}
+	assert.Equal(t, []registryLogin{{server: "r.example.com", username: "u"}}, newSlimSecret(candidate.DeepCopy()).logins)
+	for name, edit := range map[string]func(*corev1.Secret){
+		"another name": func(s *corev1.Secret) { s.Name = "registry" },
+		"another type": func(s *corev1.Secret) { s.Type = corev1.SecretTypeOpaque },
+		"a controller": func(s *corev1.Secret) {
+			s.OwnerReferences = []metav1.OwnerReference{{Kind: "ImagePullSecret", Name: "x", UID: "u", Controller: &yes}}
+		},
+	} {
+		s := candidate.DeepCopy()
+		edit(s)
+		assert.Nil(t, newSlimSecret(s).logins, name)
 	}
 }

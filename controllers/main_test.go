@@ -77,10 +77,12 @@ func run(m *testing.M) int {
 }
 
 // managerWrites counts the write requests (every method but GET) the in-process manager sends
-// to the API server; statuses records every status of every ImagePullSecret it wrote.
+// to the API server, and managerRequests records each of them as "METHOD path", one a line;
+// statuses records every status of every ImagePullSecret it wrote.
 var (
-	managerWrites atomic.Int64
-	statuses      testenv.SyncBuffer
+	managerWrites   atomic.Int64
+	managerRequests testenv.SyncBuffer
+	statuses        testenv.SyncBuffer
 )
 
 // countingTransport counts the manager's write requests, and records the status bodies it
@@ -90,6 +92,7 @@ type countingTransport struct{ next http.RoundTripper }
 func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method != http.MethodGet {
 		managerWrites.Add(1)
+		_, _ = managerRequests.Write([]byte(req.Method + " " + req.URL.Path + "\n"))
 		if strings.HasSuffix(req.URL.Path, "/status") && req.GetBody != nil {
 			if body, err := req.GetBody(); err == nil {
 				// The request carries the whole object; the spec holds the credential by design.

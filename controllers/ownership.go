@@ -3,7 +3,10 @@ package controllers
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
+	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -42,6 +45,39 @@ func owned(s metav1.Object, o owner) bool {
 	ref := metav1.GetControllerOfNoCopy(s)
 	return ref != nil && ref.UID == o.uid && ref.Kind == "ImagePullSecret" &&
 		ref.APIVersion == tcrv1.GroupVersion.String() && ref.Name == o.name
+}
+
+// adoptionCandidate reports whether s could be a Secret the original TCR Assistant left: a pull
+// Secret named tcr.ips* that no controller owns. Only of those does the cache keep the logins
+// that adoptable compares.
+func adoptionCandidate(s *corev1.Secret) bool {
+	return strings.HasPrefix(s.Name, tcrv1.SecretNamePrefix) && s.Type == corev1.SecretTypeDockerConfigJson &&
+		metav1.GetControllerOfNoCopy(s) == nil
+}
+
+// adoptable is the adoption rule (docs/design.md, "Ownership"): a Secret that is not ours is
+// taken over by o when it is what the original TCR Assistant left for the same ImagePullSecret:
+//   - its name is tcr.ips<name> and it is not being deleted;
+//   - its type is kubernetes.io/dockerconfigjson;
+//   - it has no controller ownerReference at all (a Secret something else controls stays
+//     foreign, and so does one of an earlier ImagePullSecret of the same name);
+//   - it carries no managed-by label but ours (a Secret another tool manages stays foreign), and
+//     when it carries ours or an owner label, that label names o;
+//   - its .dockerconfigjson logs login.username in to login.server.
+//
+// plan adopts it only in a namespace that matches, and only when no ServiceAccount would lose
+// its reference.
+func adoptable(s *slimSecret, o owner, login registryLogin) bool {
+	if s.name != o.secretName() || s.deletionTimestamp != nil || s.secretType != corev1.SecretTypeDockerConfigJson ||
+		metav1.GetControllerOfNoCopy(s) != nil {
+		return false
+	}
+	managedBy, managed := s.labels[tcrv1.ManagedByLabel]
+	_, hasOwner := s.labels[tcrv1.OwnerLabel]
+	if managed && managedBy != tcrv1.ManagedByValue || (managed || hasOwner) && s.labels[tcrv1.OwnerLabel] != OwnerLabelValue(o.name) {
+		return false
+	}
+	return login.server != "" && slices.Contains(s.logins, login)
 }
 
 // claimedOwner returns the owner a distributed Secret names in its controller reference, or

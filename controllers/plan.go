@@ -28,8 +28,10 @@ type planInput struct {
 	// rule is the compiled rule, or nil when the ImagePullSecret is gone or being deleted: then
 	// the plan removes what is ours.
 	rule *engine.Rule
-	// data is what the Secret must hold.
+	// data is what the Secret must hold, and login the server and username it is for, which
+	// decide whether a Secret the original TCR Assistant left is adopted.
 	data            secretData
+	login           registryLogin
 	namespace       *metav1.PartialObjectMetadata
 	serviceAccounts []*slimServiceAccount
 	// secret is the Secret named tcr.ips<name> in the namespace, ours or not, or nil when there
@@ -46,9 +48,10 @@ const (
 	secretPatch                     // ours, with other data
 	secretReplace                   // ours, of another type, which is immutable: delete and create
 	secretDelete                    // ours and no longer wanted
+	secretAdopt                     // not ours but adoptable (see adoptable): take it over in place
 )
 
-var secretStepNames = [...]string{"keep", "create", "patch", "replace", "delete"}
+var secretStepNames = [...]string{"keep", "create", "patch", "replace", "delete", "adopt"}
 
 func (s secretStep) String() string { return secretStepNames[s] }
 
@@ -62,7 +65,7 @@ type refEdit struct {
 type nsPlan struct {
 	namespace string
 	// secret is the step for the Secret; current is the Secret the plan was made over (nil when
-	// there was none), which a patch, replace or delete acts on.
+	// there was none), which a patch, adoption, replace or delete acts on.
 	secret  secretStep
 	current *slimSecret
 	// refs are the reference edits, in the order of planInput.serviceAccounts.
@@ -82,7 +85,10 @@ type nsPlan struct {
 //     matching ServiceAccounts reference it;
 //   - elsewhere: our Secret is deleted and every reference to its name removed;
 //   - a Secret of that name that is not ours (owned) is never written, no ServiceAccount is
-//     pointed at it, and no reference to it is removed: it is someone else's.
+//     pointed at it, and no reference to it is removed: it is someone else's;
+//   - except where the namespace matches, the Secret is adoptable (the original TCR Assistant
+//     left it for this ImagePullSecret) and no ServiceAccount that references it stops matching:
+//     then it is adopted, and from then on it is ours.
 func plan(in planInput) nsPlan {
 	p := nsPlan{namespace: in.namespace.Name, current: in.secret}
 	if in.namespace.DeletionTimestamp != nil {
@@ -120,14 +126,53 @@ func plan(in planInput) nsPlan {
 	}
 
 	p.wantSecret = true
+	// want[i] is the verdict for the ServiceAccount i; evaluated[i] is false when there is none.
+	want := make([]bool, len(in.serviceAccounts))
+	evaluated := make([]bool, len(in.serviceAccounts))
+	var saFailures []tcrv1.TargetFailure
+	for i, sa := range in.serviceAccounts {
+		w, err := in.rule.MatchServiceAccount(ns, saFacts(sa))
+		if err != nil {
+			saFailures = append(saFailures, tcrv1.TargetFailure{
+				Kind: kindServiceAccount, NamespacedName: sa.namespace + "/" + sa.name, Reason: tcrv1.ReasonRuleEvaluationFailed,
+				Message: fmt.Sprintf("evaluating the ServiceAccount rule failed: %v", err),
+			})
+			continue
+		}
+		want[i], evaluated[i] = w, true
+		if w {
+			p.wantSAs = append(p.wantSAs, sa.name)
+		}
+	}
+	// Adopting makes the references ours to manage: a ServiceAccount that references the Secret
+	// but does not match would lose its reference, so then the Secret stays foreign.
+	keeps := -1
+	if foreign && adoptable(in.secret, in.owner, in.login) {
+		for i, sa := range in.serviceAccounts {
+			if evaluated[i] && !want[i] && hasRef(sa, name) {
+				keeps = i
+				break
+			}
+		}
+		if keeps < 0 {
+			foreign = false
+			p.secret = secretAdopt
+		}
+	}
+	nn := in.namespace.Name + "/" + name
 	switch {
+	case foreign && keeps >= 0:
+		sa := in.serviceAccounts[keeps]
+		p.failures = append(p.failures, tcrv1.TargetFailure{
+			Kind: kindSecret, NamespacedName: nn, Reason: tcrv1.ReasonSecretNotOwned,
+			Message: fmt.Sprintf("Secret %s was left by the original TCR Assistant and could be adopted, but ServiceAccount %s/%s references it and does not match serviceAccounts: adopting it would remove that reference; it was left untouched", nn, sa.namespace, sa.name),
+		})
 	case foreign:
-		p.foreign = true
-		nn := in.namespace.Name + "/" + name
 		p.failures = append(p.failures, tcrv1.TargetFailure{
 			Kind: kindSecret, NamespacedName: nn, Reason: tcrv1.ReasonSecretNotOwned,
 			Message: fmt.Sprintf("Secret %s exists and is not managed by this ImagePullSecret; it was left untouched: delete or rename it to let tcr-assistant create its own", nn),
 		})
+	case p.secret == secretAdopt:
 	case in.secret == nil:
 		p.secret = secretCreate
 	case in.secret.secretType != corev1.SecretTypeDockerConfigJson:
@@ -135,20 +180,14 @@ func plan(in planInput) nsPlan {
 	case !in.data.matches(in.secret):
 		p.secret = secretPatch
 	}
-	for _, sa := range in.serviceAccounts {
-		want, err := in.rule.MatchServiceAccount(ns, saFacts(sa))
-		if err != nil {
-			p.failures = append(p.failures, tcrv1.TargetFailure{
-				Kind: kindServiceAccount, NamespacedName: sa.namespace + "/" + sa.name, Reason: tcrv1.ReasonRuleEvaluationFailed,
-				Message: fmt.Sprintf("evaluating the ServiceAccount rule failed: %v", err),
-			})
-			continue
-		}
-		if want {
-			p.wantSAs = append(p.wantSAs, sa.name)
-		}
-		if has := hasRef(sa, name); want != has && !foreign {
-			p.refs = append(p.refs, refEdit{sa: sa, add: want})
+	p.foreign = foreign
+	p.failures = append(p.failures, saFailures...)
+	if foreign {
+		return p
+	}
+	for i, sa := range in.serviceAccounts {
+		if evaluated[i] && want[i] != hasRef(sa, name) {
+			p.refs = append(p.refs, refEdit{sa: sa, add: want[i]})
 		}
 	}
 	return p

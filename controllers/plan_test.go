@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"encoding/base64"
+	"fmt"
 	"testing"
 	"time"
 
@@ -19,7 +21,24 @@ import (
 var (
 	planOwner = owner{name: "x", uid: "uid-x"}
 	planData  = newSecretData([]byte(`{"auths":{"r.example.com":{}}}`))
+	planLogin = registryLogin{server: "r.example.com", username: "u"}
 )
+
+// planOriginal is the Secret tcr.ipsx in ns as the original TCR Assistant left it: unlabelled,
+// without an owner, holding a login of user to server; edit changes it further.
+func planOriginal(server, user string, edit func(*corev1.Secret)) *slimSecret {
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tcr.ipsx", ResourceVersion: "7", UID: "original-uid"},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(fmt.Sprintf(
+			`{"auths":{%q:{"username":%q,"password":"old-password","auth":%q}}}`, server, user,
+			base64.StdEncoding.EncodeToString([]byte(user+":old-password"))))},
+	}
+	if edit != nil {
+		edit(s)
+	}
+	return newSlimSecret(s)
+}
 
 func planNamespace(name string, labels map[string]string) *metav1.PartialObjectMetadata {
 	return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
@@ -85,6 +104,8 @@ func TestPlan(t *testing.T) {
 	saLabelled := planRule(t, tcrv1.ImagePullSecretSpec{ServiceAccountExpression: `serviceAccount.labels["team"] == "a"`})
 	unlabelled := func(s *corev1.Secret) { s.Labels = nil }
 	now := metav1.NewTime(time.Unix(100, 0))
+	yes := true
+	notOwned := []string{"SecretNotOwned: ns/tcr.ipsx"}
 
 	tests := map[string]struct {
 		rule    *engine.Rule
@@ -178,6 +199,80 @@ func TestPlan(t *testing.T) {
 			secret: planSecret(nil),
 			want:   planned{refs: []string{"+team-a"}, wantSecret: true, wantSAs: []string{"team-a"}, failures: []string{"RuleEvaluationFailed: ns/default"}}, current: true,
 		},
+		// Adoption of the Secrets the original TCR Assistant left (docs/design.md, "Ownership").
+		"a Secret the original left for this ImagePullSecret is adopted; the references stay and the missing one is added": {
+			rule: all, sas: []*slimServiceAccount{planSA("default", "tcr.ipsx"), planSA("build")}, secret: planOriginal("r.example.com", "u", nil),
+			want: planned{secret: secretAdopt, refs: []string{"+build"}, wantSecret: true, wantSAs: []string{"default", "build"}}, current: true,
+		},
+		"an adoptable Secret whose login has only the auth field is adopted": {
+			rule: all, secret: planOriginal("r.example.com", "u", func(s *corev1.Secret) {
+				s.Data[corev1.DockerConfigJsonKey] = []byte(`{"auths":{"r.example.com":{"auth":"dTpvbGQtcGFzc3dvcmQ="}}}`)
+			}),
+			want: planned{secret: secretAdopt, wantSecret: true}, current: true,
+		},
+		"an adoptable Secret that already carries our labels (but no controller) is adopted": {
+			rule: all, secret: planOriginal("r.example.com", "u", func(s *corev1.Secret) {
+				s.Labels = map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: "x"}
+			}),
+			want: planned{secret: secretAdopt, wantSecret: true}, current: true,
+		},
+		"an adoptable Secret with a reference that is not a controller is adopted": {
+			rule: all, secret: planOriginal("r.example.com", "u", func(s *corev1.Secret) {
+				s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "keep", UID: "cm"}}
+			}),
+			want: planned{secret: secretAdopt, wantSecret: true}, current: true,
+		},
+		"a same-name Secret for another username stays foreign": {
+			rule: all, sas: []*slimServiceAccount{planSA("default", "tcr.ipsx")}, secret: planOriginal("r.example.com", "someone-else", nil),
+			want: planned{wantSecret: true, wantSAs: []string{"default"}, foreign: true, failures: notOwned}, current: true,
+		},
+		"a same-name Secret for another server stays foreign": {
+			rule: all, secret: planOriginal("other.example.com", "u", nil),
+			want: planned{wantSecret: true, foreign: true, failures: notOwned}, current: true,
+		},
+		"a same-name Secret of another type stays foreign": {
+			rule: all, secret: planOriginal("r.example.com", "u", func(s *corev1.Secret) { s.Type = corev1.SecretTypeOpaque }),
+			want: planned{wantSecret: true, foreign: true, failures: notOwned}, current: true,
+		},
+		"a same-name Secret controlled by another owner stays foreign": {
+			rule: all, secret: planOriginal("r.example.com", "u", func(s *corev1.Secret) {
+				s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "d", UID: "d", Controller: &yes}}
+			}),
+			want: planned{wantSecret: true, foreign: true, failures: notOwned}, current: true,
+		},
+		"a same-name Secret labelled for another ImagePullSecret stays foreign": {
+			rule: all, secret: planOriginal("r.example.com", "u", func(s *corev1.Secret) {
+				s.Labels = map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: "y"}
+			}),
+			want: planned{wantSecret: true, foreign: true, failures: notOwned}, current: true,
+		},
+		"a same-name Secret another tool manages stays foreign": {
+			rule: all, secret: planOriginal("r.example.com", "u", func(s *corev1.Secret) {
+				s.Labels = map[string]string{tcrv1.ManagedByLabel: "Helm"}
+			}),
+			want: planned{wantSecret: true, foreign: true, failures: notOwned}, current: true,
+		},
+		"a same-name Secret being deleted stays foreign": {
+			rule: all, secret: planOriginal("r.example.com", "u", func(s *corev1.Secret) { s.DeletionTimestamp = &now }),
+			want: planned{wantSecret: true, foreign: true, failures: notOwned}, current: true,
+		},
+		"an adoptable Secret that a non-matching ServiceAccount references stays foreign, so that no reference is lost": {
+			rule: onlyA, sas: []*slimServiceAccount{planSA("a", "tcr.ipsx"), planSA("b", "tcr.ipsx")}, secret: planOriginal("r.example.com", "u", nil),
+			want: planned{wantSecret: true, wantSAs: []string{"a"}, foreign: true, failures: notOwned}, current: true,
+		},
+		"an adoptable Secret in a terminating namespace is left alone": {
+			rule: all, ns: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "ns", DeletionTimestamp: &now}},
+			sas: []*slimServiceAccount{planSA("default", "tcr.ipsx")}, secret: planOriginal("r.example.com", "u", nil),
+			want: planned{}, current: true,
+		},
+		"an adoptable Secret in a namespace that does not match is neither adopted nor deleted, and its references stay": {
+			rule: otherNS, sas: []*slimServiceAccount{planSA("default", "tcr.ipsx")}, secret: planOriginal("r.example.com", "u", nil),
+			want: planned{}, current: true,
+		},
+		"without a rule an adoptable Secret and the references to it stay": {
+			sas: []*slimServiceAccount{planSA("default", "tcr.ipsx")}, secret: planOriginal("r.example.com", "u", nil),
+			want: planned{}, current: true,
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -185,7 +280,7 @@ func TestPlan(t *testing.T) {
 			if ns == nil {
 				ns = planNamespace("ns", nil)
 			}
-			in := planInput{owner: planOwner, rule: tc.rule, data: planData, namespace: ns, serviceAccounts: tc.sas, secret: tc.secret}
+			in := planInput{owner: planOwner, rule: tc.rule, data: planData, login: planLogin, namespace: ns, serviceAccounts: tc.sas, secret: tc.secret}
 			before := make([][]corev1.LocalObjectReference, len(tc.sas))
 			for i, sa := range tc.sas {
 				before[i] = append([]corev1.LocalObjectReference(nil), sa.imagePullSecrets...)
@@ -231,4 +326,22 @@ func TestOwned(t *testing.T) {
 			assert.Equal(t, tc.want, owned(newSlimSecret(s), planOwner), "the slim form is judged alike")
 		})
 	}
+}
+
+// TestPlanAdoptionMessages checks the exact messages of the two ways an adoptable-looking Secret
+// stays foreign: they tell the user what to do.
+func TestPlanAdoptionMessages(t *testing.T) {
+	onlyA := planRule(t, tcrv1.ImagePullSecretSpec{Namespaces: "*", ServiceAccounts: "a"})
+	in := planInput{owner: planOwner, rule: onlyA, data: planData, login: planLogin, namespace: planNamespace("ns", nil),
+		serviceAccounts: []*slimServiceAccount{planSA("a", "tcr.ipsx"), planSA("b", "tcr.ipsx")}, secret: planOriginal("r.example.com", "u", nil)}
+	p := plan(in)
+	require.Len(t, p.failures, 1)
+	assert.Equal(t, "Secret ns/tcr.ipsx was left by the original TCR Assistant and could be adopted, but ServiceAccount ns/b "+
+		"references it and does not match serviceAccounts: adopting it would remove that reference; it was left untouched", p.failures[0].Message)
+
+	in.secret = planOriginal("r.example.com", "someone-else", nil)
+	p = plan(in)
+	require.Len(t, p.failures, 1)
+	assert.Equal(t, "Secret ns/tcr.ipsx exists and is not managed by this ImagePullSecret; it was left untouched: "+
+		"delete or rename it to let tcr-assistant create its own", p.failures[0].Message)
 }

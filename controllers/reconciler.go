@@ -246,6 +246,7 @@ type target struct {
 	owner owner
 	rule  *engine.Rule
 	data  secretData
+	login registryLogin // what data is for, which adoption compares
 }
 
 // invalid is a user misconfiguration: it sets Ready=False and is not retried.
@@ -285,7 +286,8 @@ func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*
 	if err != nil {
 		return nil, &invalid{reason: tcrv1.ReasonInvalidSpec, message: err.Error()}, nil
 	}
-	return &target{ips: ips, owner: ownerOf(ips), rule: rule, data: newSecretData(data)}, nil, nil
+	login := registryLogin{server: ips.Spec.Docker.Server, username: ips.Spec.Docker.Username}
+	return &target{ips: ips, owner: ownerOf(ips), rule: rule, data: newSecretData(data), login: login}, nil, nil
 }
 
 // describe renders field errors as the webhook does, except that the values of spec.docker,
@@ -352,7 +354,7 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 	if err != nil {
 		return nsResult{}, false, err
 	}
-	in.rule, in.data = t.rule, t.data
+	in.rule, in.data, in.login = t.rule, t.data, t.login
 	now := time.Now().Unix()
 	for attempt := 0; ; attempt++ {
 		p := plan(in)
@@ -374,9 +376,10 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 
 // gather reads what a plan needs about one namespace: the cached ServiceAccounts and Secret,
 // overlaid with this controller's recent writes. A Secret outside the label-filtered cache can
-// only be foreign; it is read from the API server when it may matter: when the last pass found
-// one, or when a ServiceAccount references the name (whose reference must not be removed if the
-// Secret is someone else's).
+// only be foreign, or one the original TCR Assistant left that plan adopts; it is read from the
+// API server when it may matter: when the last pass found one, or when a ServiceAccount
+// references the name (whose reference must not be removed if the Secret is someone else's).
+// Elsewhere a create meets it (AlreadyExists) and the pass plans again over it.
 func (r *Reconciler) gather(ctx context.Context, o owner, ns *metav1.PartialObjectMetadata, foreign bool) (planInput, error) {
 	in := planInput{owner: o, namespace: ns, serviceAccounts: r.serviceAccounts(ns.Name)}
 	name := o.secretName()

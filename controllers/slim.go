@@ -117,6 +117,9 @@ type slimSecret struct {
 	hasData  bool
 	// otherKeys are the names of any other keys of data, which a distributed Secret must not have.
 	otherKeys []string
+	// logins are the (server, username) pairs of the data of a Secret that adoption may take
+	// over (see adoptionCandidate), nil for every other: the original's Secrets carry no owner.
+	logins []registryLogin
 }
 
 func newSlimSecret(s *corev1.Secret) *slimSecret {
@@ -124,6 +127,9 @@ func newSlimSecret(s *corev1.Secret) *slimSecret {
 	for k, v := range s.Data {
 		if k == corev1.DockerConfigJsonKey {
 			out.dataHash, out.hasData = sha256.Sum256(v), true
+			if adoptionCandidate(s) {
+				out.logins = dockerLogins(v)
+			}
 		} else {
 			out.otherKeys = append(out.otherKeys, k)
 		}
@@ -137,6 +143,7 @@ func (s *slimSecret) DeepCopyObject() runtime.Object {
 	c := *s
 	c.slimMeta = s.deepCopy()
 	c.otherKeys = slices.Clone(s.otherKeys)
+	c.logins = slices.Clone(s.logins)
 	return &c
 }
 

@@ -451,6 +451,32 @@ func TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields(t *te
 		s := adminCreates(t, secret("tcr.ipsusers", corev1.SecretTypeDockerConfigJson, nil))
 		refusedSecret(t, mc.Patch(ctx, s, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":"tcr-assistant"}}}`))), s.Name)
 	})
+	// Adoption (README, "Upgrading from the original TCR Assistant"): one patch that sets both
+	// labels, a controller reference to the ImagePullSecret the name is for, and the data.
+	adoption := func(ownerName string, owner types.UID) []byte {
+		return []byte(fmt.Sprintf(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":"tcr-assistant","tcr.tencentcloudcr.com/imagepullsecret":%q},`+
+			`"ownerReferences":[{"apiVersion":"tcr.tencentcloudcr.com/v1","kind":"ImagePullSecret","name":%q,"uid":%q,"controller":true,"blockOwnerDeletion":true}]},`+
+			`"data":{".dockerconfigjson":"e30="}}`, ownerName, ownerName, owner))
+	}
+	t.Run("it may not take over a user's pull Secret for an ImagePullSecret of another name", func(t *testing.T) {
+		s := adminCreates(t, secret("tcr.ipsoriginal-a", corev1.SecretTypeDockerConfigJson, nil))
+		refusedSecret(t, mc.Patch(ctx, s, client.RawPatch(types.MergePatchType, adoption("other", "uid-other"))), s.Name)
+	})
+	t.Run("it may not take over a pull Secret another controller owns", func(t *testing.T) {
+		s := secret("tcr.ipsoriginal-b", corev1.SecretTypeDockerConfigJson, nil)
+		s.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "theirs", UID: "uid-theirs", Controller: ptr.To(true)}}
+		s = adminCreates(t, s)
+		refusedSecret(t, mc.Patch(ctx, s, client.RawPatch(types.MergePatchType, adoption("original-b", "uid-b"))), s.Name)
+	})
+	t.Run("it may not take over a pull Secret another tool manages", func(t *testing.T) {
+		s := adminCreates(t, secret("tcr.ipsoriginal-c", corev1.SecretTypeDockerConfigJson, map[string]string{tcrv1.ManagedByLabel: "Helm"}))
+		refusedSecret(t, mc.Patch(ctx, s, client.RawPatch(types.MergePatchType, adoption("original-c", "uid-c"))), s.Name)
+	})
+	t.Run("it adopts an unlabelled pull Secret the original left", func(t *testing.T) {
+		s := adminCreates(t, secret("tcr.ipsoriginal-d", corev1.SecretTypeDockerConfigJson, nil))
+		require.NoError(t, mc.Patch(ctx, s, client.RawPatch(types.MergePatchType, adoption("original-d", "uid-d"))))
+		assert.Equal(t, tcrv1.ManagedByValue, s.Labels[tcrv1.ManagedByLabel])
+	})
 	t.Run("it may not turn its own pull Secret into another kind", func(t *testing.T) {
 		s := adminCreates(t, secret("tcr.ipsmine", corev1.SecretTypeDockerConfigJson, managed))
 		refusedSecret(t, mc.Patch(ctx, s, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":null}}}`))), s.Name)
@@ -518,6 +544,23 @@ func TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields(t *te
 		stale.OwnerReferences = []metav1.OwnerReference{{APIVersion: tcrv1.GroupVersion.String(), Kind: "ImagePullSecret",
 			Name: ips.Name, UID: ips.UID, Controller: ptr.To(true)}}
 		stale = adminCreates(t, stale)
+		// What the original TCR Assistant left for a CR: its Secret, unlabelled, and a
+		// ServiceAccount referencing it. The manager adopts the Secret in place.
+		original := &tcrv1.ImagePullSecret{
+			ObjectMeta: metav1.ObjectMeta{Name: "e2e-original"},
+			Spec: tcrv1.ImagePullSecretSpec{Namespaces: ns, ServiceAccounts: "puller", Docker: tcrv1.DockerCredential{
+				Server: "e2e.tencentcloudcr.com", Username: "100012345678", Password: "e2e-new-password",
+			}},
+		}
+		require.NoError(t, env.Client.Create(ctx, original))
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), original) })
+		left := secret(secretName(original.Name), corev1.SecretTypeDockerConfigJson, nil)
+		left.Data = map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"e2e.tencentcloudcr.com":` +
+			`{"username":"100012345678","password":"e2e-old-password","auth":"MTAwMDEyMzQ1Njc4OmUyZS1vbGQtcGFzc3dvcmQ="}}}`)}
+		left = adminCreates(t, left)
+		puller := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "puller"},
+			ImagePullSecrets: []corev1.LocalObjectReference{{Name: left.Name}}}
+		require.NoError(t, env.Client.Create(ctx, puller))
 
 		args, probePort := managerArgs(t, kubeconfigFor(t, managerSA))
 		manager := start(t, binary(t, "manager"), append(args, "--enable-webhook=false")...)
@@ -529,6 +572,20 @@ func TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields(t *te
 			return s.UID != "" && s.UID != stale.UID && s.Type == corev1.SecretTypeDockerConfigJson &&
 				dockerAuth(t, &s, "e2e.tencentcloudcr.com") == "u:e2e-policy-password" && references(*sa, s.Name)
 		}, waitTimeout, waitInterval, "the manager never replaced the Opaque Secret and referenced the new one")
+		require.Eventually(t, func() bool {
+			var s corev1.Secret
+			require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(left), &s))
+			return s.UID == left.UID && s.Labels[tcrv1.ManagedByLabel] == tcrv1.ManagedByValue &&
+				dockerAuth(t, &s, "e2e.tencentcloudcr.com") == "100012345678:e2e-new-password"
+		}, waitTimeout, waitInterval, "the manager never adopted the Secret the original left")
+		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(puller), puller))
+		assert.Equal(t, []corev1.LocalObjectReference{{Name: left.Name}}, puller.ImagePullSecrets)
+		require.NoError(t, env.Client.Delete(ctx, original))
+		require.Eventually(t, func() bool {
+			return apierrors.IsNotFound(env.Client.Get(ctx, client.ObjectKeyFromObject(original), original))
+		}, waitTimeout, waitInterval, "the adopting ImagePullSecret was never finalized")
+		assert.True(t, apierrors.IsNotFound(env.Client.Get(ctx, client.ObjectKeyFromObject(left), &corev1.Secret{})),
+			"the adopted Secret is the CR's: its cleanup deletes it")
 
 		require.NoError(t, env.Client.Delete(ctx, ips))
 		require.Eventually(t, func() bool {
