@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -105,8 +106,36 @@ func TestCredentialsNeverLeak(t *testing.T) {
 	}
 }
 
-// leaks returns where a credential used by the tests appears: in the manager's log, in an Event,
-// or in a status the manager wrote.
+// TestProbeNeverLeaks checks the credential probe: a rejected password, then the right one,
+// through a registry's token service; neither password nor any token the registry issued may
+// appear in the manager's log, an Event, a status or the metrics.
+func TestProbeNeverLeaks(t *testing.T) {
+	startManager(t)
+	right, wrong := "Pw-leak-probe-RIGHT-7b1e", "Pw-leak-probe-WRONG-22c9"
+	reg := startRegistry(t, right)
+	trust(t, reg)
+	createNamespace(t, "leak-probe", nil, "default")
+	createIPS(t, credIPS("leak-probe", "leak-probe", reg.Host, wrong))
+	eventuallyStatus(t, "leak-probe", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.True(c, meta.IsStatusConditionFalse(st.Conditions, tcrv1.ConditionCredentialVerified))
+	})
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := getIPS(t, "leak-probe")
+		cur.Spec.Docker.Password = right
+		return env.Client.Update(context.Background(), cur)
+	}))
+	eventuallyStatus(t, "leak-probe", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.True(c, meta.IsStatusConditionTrue(st.Conditions, tcrv1.ConditionCredentialVerified))
+	})
+	require.NotEmpty(t, reg.IssuedTokens(), "the scenario must have tokens to look for")
+	require.Contains(t, logs.String(), "Checked the registry credential", "the log must cover the probe")
+	for _, leak := range leaks() {
+		t.Error(leak)
+	}
+}
+
+// leaks returns where a credential or a registry token used by the tests appears: in the
+// manager's log, in an Event, in a status the manager wrote or in the metrics.
 func leaks() []string {
 	secretsMu.Lock()
 	var forbidden []string
@@ -126,6 +155,12 @@ func leaks() []string {
 	}
 	secretsMu.Unlock()
 	forbidden = append(forbidden, "tcr.jwt.token") // the sample's password
+	// Every token a test registry handed out to the credential probe.
+	registriesMu.Lock()
+	for _, reg := range registries {
+		forbidden = append(forbidden, reg.IssuedTokens()...)
+	}
+	registriesMu.Unlock()
 	forbidden = append(forbidden, `"auths"`, base64.StdEncoding.EncodeToString([]byte(`{"auths"`))[:8])
 
 	var notes strings.Builder
@@ -136,8 +171,17 @@ func leaks() []string {
 	for _, e := range events.Items {
 		notes.WriteString(e.Note + "\n" + e.Reason + "\n")
 	}
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		return []string{"gathering the metrics: " + err.Error()}
+	}
+	var exposition strings.Builder
+	for _, f := range families {
+		exposition.WriteString(f.String() + "\n")
+	}
 	var out []string
-	for where, text := range map[string]string{"manager log": logs.String(), "Events": notes.String(), "statuses written": statuses.String()} {
+	for where, text := range map[string]string{"manager log": logs.String(), "Events": notes.String(), "statuses written": statuses.String(),
+		"metrics": exposition.String()} {
 		for _, secret := range forbidden {
 			if strings.Contains(text, secret) {
 				out = append(out, fmt.Sprintf("a credential (%d characters) appears in the %s", len(secret), where))

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -39,6 +42,10 @@ const (
 
 var (
 	env *testenv.Env
+	// registryCAFile is the manager's RegistryCAFile; clockOffset moves the clock of its
+	// credential check forward (credential_test.go).
+	registryCAFile string
+	clockOffset    atomic.Int64
 	// logs captures everything the in-process manager logs, at debug level.
 	logs      testenv.SyncBuffer
 	startOnce sync.Once
@@ -61,6 +68,14 @@ func run(m *testing.M) int {
 		}
 	}()
 	env = e
+	dir, err := os.MkdirTemp("", "controllers-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	// The manager's --registry-ca-file: tests that trust a registry append its CA.
+	registryCAFile = filepath.Join(dir, "registry-ca.pem")
 	code := m.Run()
 	// Every test handed the manager credentials: none may appear anywhere it writes, whatever
 	// order the tests ran in.
@@ -131,7 +146,8 @@ func startManager(t *testing.T) {
 			startErr = err
 			return
 		}
-		r := controllers.New(controllers.Options{Namespace: ownNamespace, StatusListLimit: statusListLimit, StatusDelay: 200 * time.Millisecond})
+		r := controllers.New(controllers.Options{Namespace: ownNamespace, StatusListLimit: statusListLimit, StatusDelay: 200 * time.Millisecond,
+			RegistryCAFile: registryCAFile, Now: testNow})
 		if startErr = r.SetupWithManager(mgr); startErr != nil {
 			return
 		}
@@ -245,13 +261,23 @@ func getIPS(t require.TestingT, name string) *tcrv1.ImagePullSecret {
 	return ips
 }
 
-// eventuallyStatus waits until the status of the named ImagePullSecret satisfies check.
+// testNow is the clock of the manager's credential check.
+func testNow() time.Time { return time.Now().Add(time.Duration(clockOffset.Load())) }
+
+// eventuallyStatus waits until the status of the named ImagePullSecret satisfies check. A status
+// is settled once it carries the result of the credential check, which comes in a later status
+// write (the test servers do not resolve, so it comes within milliseconds), unless the spec has
+// no credential to check.
 func eventuallyStatus(t *testing.T, name string, check func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus)) {
 	t.Helper()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ips := &tcrv1.ImagePullSecret{}
 		if !assert.NoError(c, env.Client.Get(context.Background(), types.NamespacedName{Name: name}, ips)) {
 			return
+		}
+		if ready := meta.FindStatusCondition(ips.Status.Conditions, tcrv1.ConditionReady); ready != nil &&
+			slices.Contains([]string{tcrv1.ReasonDistributed, tcrv1.ReasonTargetsFailed, tcrv1.ReasonProgressing}, ready.Reason) {
+			assert.NotNil(c, meta.FindStatusCondition(ips.Status.Conditions, tcrv1.ConditionCredentialVerified), "the credential check has not ended")
 		}
 		check(c, ips.Status)
 	}, timeout, tick)

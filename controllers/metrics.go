@@ -2,7 +2,11 @@ package controllers
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 )
 
 // Per-ImagePullSecret gauges, registered with controller-runtime's registry so they are served
@@ -26,8 +30,41 @@ var (
 	}, []string{"imagepullsecret"})
 )
 
+// The credential gauges (credential.go) follow the status: a series exists while the status
+// carries what it shows.
+var (
+	credentialVerifiedGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tcr_assistant_credential_verified",
+		Help: "Last check of an ImagePullSecret's credential against its registry: 1 accepted, 0 rejected (or a token past its expiry), -1 no answer about the credential (registry unreachable, TLS error).",
+	}, []string{"imagepullsecret"})
+	credentialExpiryGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tcr_assistant_credential_expiry_timestamp_seconds",
+		Help: "Expiry (Unix seconds) of an ImagePullSecret's password when it is a JWT with an exp claim.",
+	}, []string{"imagepullsecret"})
+)
+
 func init() {
-	metrics.Registry.MustRegister(secretsDesiredGauge, secretsSuccessGauge, serviceAccountsDesiredGauge, serviceAccountsSuccessGauge)
+	metrics.Registry.MustRegister(secretsDesiredGauge, secretsSuccessGauge, serviceAccountsDesiredGauge, serviceAccountsSuccessGauge,
+		credentialVerifiedGauge, credentialExpiryGauge)
+}
+
+// setCredentialGauges mirrors the CredentialVerified condition and the expiry of st.
+func setCredentialGauges(name string, st *tcrv1.ImagePullSecretStatus) {
+	switch c := meta.FindStatusCondition(st.Conditions, tcrv1.ConditionCredentialVerified); {
+	case c == nil:
+		credentialVerifiedGauge.DeleteLabelValues(name)
+	case c.Status == metav1.ConditionTrue:
+		credentialVerifiedGauge.WithLabelValues(name).Set(1)
+	case c.Status == metav1.ConditionFalse:
+		credentialVerifiedGauge.WithLabelValues(name).Set(0)
+	default:
+		credentialVerifiedGauge.WithLabelValues(name).Set(-1)
+	}
+	if st.CredentialExpiresAt == nil {
+		credentialExpiryGauge.DeleteLabelValues(name)
+	} else {
+		credentialExpiryGauge.WithLabelValues(name).Set(float64(st.CredentialExpiresAt.Unix()))
+	}
 }
 
 func setGauges(name string, secretsDesired, secretsSuccess, sasDesired, sasSuccess int32) {
@@ -42,4 +79,6 @@ func deleteGauges(name string) {
 	secretsSuccessGauge.DeleteLabelValues(name)
 	serviceAccountsDesiredGauge.DeleteLabelValues(name)
 	serviceAccountsSuccessGauge.DeleteLabelValues(name)
+	credentialVerifiedGauge.DeleteLabelValues(name)
+	credentialExpiryGauge.DeleteLabelValues(name)
 }

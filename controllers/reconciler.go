@@ -78,6 +78,15 @@ type Options struct {
 	// WebhookSecretName is the webhook's certificate Secret in Namespace, which is never a
 	// password source.
 	WebhookSecretName string
+	// CredentialCheckInterval is how often each credential is checked against its registry
+	// besides every change of it (credential.go).
+	CredentialCheckInterval time.Duration
+	// CredentialExpiryWarning is how long before a token's expiry CredentialExpiring turns True.
+	CredentialExpiryWarning time.Duration
+	// RegistryCAFile is a PEM bundle of CAs trusted for registries besides the system's.
+	RegistryCAFile string
+	// Now is the clock of the credential check (token expiry, check interval); time.Now when nil.
+	Now func() time.Time
 }
 
 // DefaultWebhookSecretName is the certificate Secret of the bundle's webhook.
@@ -106,6 +115,7 @@ type Reconciler struct {
 
 	expect  *expectations
 	results *results
+	creds   *credentials
 	locks   pairLocks
 	owners  ownerLocks
 
@@ -149,7 +159,16 @@ func New(opts Options) *Reconciler {
 	if opts.WebhookSecretName == "" {
 		opts.WebhookSecretName = DefaultWebhookSecretName
 	}
-	return &Reconciler{
+	if opts.CredentialCheckInterval <= 0 {
+		opts.CredentialCheckInterval = DefaultCredentialCheckInterval
+	}
+	if opts.CredentialExpiryWarning <= 0 {
+		opts.CredentialExpiryWarning = DefaultCredentialExpiryWarning
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	r := &Reconciler{
 		opts:    opts,
 		rules:   engine.NewCache(),
 		expect:  newExpectations(),
@@ -157,6 +176,9 @@ func New(opts Options) *Reconciler {
 		passed:  map[types.UID]passMark{},
 		names:   map[string]types.UID{},
 	}
+	// A probe that ends asks for a status pass, which adds its result to the status.
+	r.creds = newCredentials(opts, r.requestStatus)
+	return r
 }
 
 // SetupWithManager registers the reconciler and its watches with mgr, whose cache must have been
@@ -247,6 +269,7 @@ type target struct {
 	rule  *engine.Rule
 	data  secretData
 	login registryLogin // what data is for, which adoption compares
+	cred  credential    // what the credential check probes
 }
 
 // invalid is a user misconfiguration: it sets Ready=False and is not retried.
@@ -287,7 +310,8 @@ func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*
 		return nil, &invalid{reason: tcrv1.ReasonInvalidSpec, message: err.Error()}, nil
 	}
 	login := registryLogin{server: ips.Spec.Docker.Server, username: ips.Spec.Docker.Username}
-	return &target{ips: ips, owner: ownerOf(ips), rule: rule, data: newSecretData(data), login: login}, nil, nil
+	return &target{ips: ips, owner: ownerOf(ips), rule: rule, data: newSecretData(data), login: login,
+		cred: credential{server: login.server, username: login.username, password: password}}, nil, nil
 }
 
 // describe renders field errors as the webhook does, except that the values of spec.docker,
@@ -486,6 +510,9 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 		return ctrl.Result{}, err
 	}
 
+	// Off the write path: a probe, when due, runs on its own and its result comes with a later
+	// status pass.
+	r.creds.check(ctx, ips.UID, ips.Name, t.cred)
 	var passErr error
 	if mark, walk := r.needsWalk(t); walk {
 		if passErr = r.walk(ctx, t); passErr == nil {
@@ -497,6 +524,7 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 
 	st := buildStatus(ips, cur, r.results, r.opts.StatusListLimit)
 	setValid(st, ips.Generation, valid)
+	r.credentialStatus(ips, cur, st)
 	wrote, err := r.writeStatus(ctx, ips, cur, st)
 	if err != nil {
 		if apierrors.IsConflict(err) {
@@ -506,6 +534,11 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 		return ctrl.Result{}, err
 	}
 	setGauges(ips.Name, st.SecretsDesired, st.SecretsSuccess, st.SAsDesired, st.SAsSuccess)
+	setCredentialGauges(ips.Name, st)
+	if r.queue != nil {
+		// The next periodic check, or the token entering its warning period or expiring.
+		r.queue.AddAfter(key{ImagePullSecret: name}, r.creds.next(ips.UID))
+	}
 	if wrote && meta.IsStatusConditionTrue(st.Conditions, tcrv1.ConditionReady) && !meta.IsStatusConditionTrue(cur.Conditions, tcrv1.ConditionReady) {
 		r.recorder.Eventf(ips, nil, corev1.EventTypeNormal, tcrv1.ReasonDistributed, "Distribute",
 			"Secret %s is in %d namespaces and referenced by %d ServiceAccounts", ips.SecretName(), st.SecretsSuccess, st.SAsSuccess)
@@ -672,6 +705,7 @@ func (r *Reconciler) forget(name string) {
 	if ok {
 		r.rules.Forget(uid)
 		r.results.forgetOwner(uid)
+		r.creds.forget(uid)
 	}
 	deleteGauges(name)
 }

@@ -9,6 +9,39 @@ const (
 	// before the webhook was installed, or while it was off, may not be; it keeps the original's
 	// lenient behaviour and gets Valid=False with the webhook's messages.
 	ConditionValid = "Valid"
+	// ConditionCredentialVerified says what the registry made of the credential the last time the
+	// controller logged in with it (GET https://<server>/v2/ and its Basic or Bearer challenge):
+	// True (ReasonAccepted), False (ReasonRejected, also for a token past its expiry) or Unknown
+	// (ReasonUnreachable, ReasonTLSError: the registry gave no answer about the credential). It
+	// appears once the first check has ended; distribution never waits for it.
+	ConditionCredentialVerified = "CredentialVerified"
+	// ConditionCredentialExpiring is present when the password is a JWT with an expiry: True with
+	// ReasonExpiresSoon when that is less than the controller's --credential-expiry-warning away,
+	// True with ReasonExpired after it, False with ReasonExpiresLater before the warning.
+	ConditionCredentialExpiring = "CredentialExpiring"
+)
+
+// Reasons of the CredentialVerified and CredentialExpiring conditions and of their Events.
+const (
+	// ReasonAccepted: the registry let the credential in.
+	ReasonAccepted = "Accepted"
+	// ReasonRejected: the registry or its token service refused the credential, or the password
+	// is a token whose expiry has passed (then the registry is not asked). A Warning Event is sent
+	// when the condition turns Rejected.
+	ReasonRejected = "Rejected"
+	// ReasonUnreachable: no answer about the credential (connection refused, name not resolved,
+	// timeout, an unexpected HTTP status). Proves nothing about the credential.
+	ReasonUnreachable = "Unreachable"
+	// ReasonTLSError: the registry's certificate is not trusted (see --registry-ca-file), so the
+	// credential was not sent.
+	ReasonTLSError = "TLSError"
+	// ReasonExpiresSoon: the token expires within --credential-expiry-warning; a Warning Event is
+	// sent when the condition turns so.
+	ReasonExpiresSoon = "ExpiresSoon"
+	// ReasonExpired: the token's expiry has passed.
+	ReasonExpired = "Expired"
+	// ReasonExpiresLater: the token expires later than --credential-expiry-warning from now.
+	ReasonExpiresLater = "ExpiresLater"
 )
 
 // Reasons of the Ready condition, of status.failures and of Events.

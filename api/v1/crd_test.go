@@ -61,6 +61,9 @@ func TestKubectlShowsTheOriginalColumnsAndStatusNames(t *testing.T) {
 			NamespacedName: "default/tcr.ipskubectl-columns",
 			UpdatedAt:      metav1.NewTime(time.Date(2021, 12, 1, 6, 47, 36, 0, time.UTC)),
 		}},
+		CredentialExpiresAt: &metav1.Time{Time: time.Date(2021, 12, 8, 0, 0, 0, 0, time.UTC)},
+		Conditions: []metav1.Condition{{Type: tcrv1.ConditionCredentialVerified, Status: metav1.ConditionFalse,
+			Reason: tcrv1.ReasonRejected, Message: "rejected", LastTransitionTime: metav1.Now()}},
 	}
 	require.NoError(t, env.Client.Status().Update(ctx, ips))
 
@@ -77,7 +80,9 @@ func TestKubectlShowsTheOriginalColumnsAndStatusNames(t *testing.T) {
 	wide, _, err := env.Kubectl("", "get", "ipss", "-o", "wide")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"NAME", "NAMESPACES", "SERVICE-ACCOUNTS", "SECRETS-DESIRED", "SECRETS-SUCCESS",
-		"SAS-DESIRED", "SAS-SUCCESS", "READY", "AGE"}, strings.Fields(strings.SplitN(wide, "\n", 2)[0]))
+		"SAS-DESIRED", "SAS-SUCCESS", "READY", "CREDENTIAL", "EXPIRES", "AGE"}, strings.Fields(strings.SplitN(wide, "\n", 2)[0]))
+	// The credential's verdict and expiry show only under -o wide (no Ready condition: blank).
+	assert.Regexp(t, regexp.MustCompile(`(?m)^kubectl-columns\s+\*\s+\*\s+10\s+10\s+47\s+1\s+Rejected\s+2021-12-08T00:00:00Z\s+\S+$`), wide)
 
 	desc, _, err := env.Kubectl("", "describe", "ipss", "kubectl-columns")
 	require.NoError(t, err)

@@ -163,7 +163,13 @@ type ImagePullSecretStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
+	// CredentialExpiresAt is the expiry ("exp" claim) of the password when it is a JWT, read
+	// from the token without checking its signature; absent for other passwords.
+	// +optional
+	CredentialExpiresAt *metav1.Time `json:"credentialExpiresAt,omitempty"`
+
 	// Conditions summarise the state; Ready is True when every target is up to date.
+	// CredentialVerified and CredentialExpiring report the registry's verdict on the credential.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -207,6 +213,8 @@ type TargetFailure struct {
 // +kubebuilder:printcolumn:name="SAs-Desired",type=integer,JSONPath=`.status.sAsDesired`,priority=1
 // +kubebuilder:printcolumn:name="SAs-Success",type=integer,JSONPath=`.status.sAsSuccess`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=1
+// +kubebuilder:printcolumn:name="Credential",type=string,JSONPath=`.status.conditions[?(@.type=="CredentialVerified")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.credentialExpiresAt`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`,priority=1
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 246",message="metadata.name must be at most 246 characters: the distributed Secret is named 'tcr.ips' + name, and Secret names are limited to 253 characters"
 type ImagePullSecret struct {

@@ -152,6 +152,10 @@ func (in *ImagePullSecretStatus) DeepCopyInto(out *ImagePullSecretStatus) {
 		*out = make([]TargetFailure, len(*in))
 		copy(*out, *in)
 	}
+	if in.CredentialExpiresAt != nil {
+		in, out := &in.CredentialExpiresAt, &out.CredentialExpiresAt
+		*out = (*in).DeepCopy()
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]metav1.Condition, len(*in))

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -25,6 +26,7 @@ import (
 	"github.com/tcr-assistant/tcr-assistant/admission"
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 	"github.com/tcr-assistant/tcr-assistant/controllers"
+	"github.com/tcr-assistant/tcr-assistant/credcheck"
 )
 
 // Defaults for talking to the API server: high enough that 1,000 namespaces converge in
@@ -48,6 +50,9 @@ type options struct {
 	webhookPort                    int
 	webhookCertDir, webhookExtraSA string
 	pprofAddr                      string
+	credentialCheckInterval        time.Duration
+	credentialExpiryWarning        time.Duration
+	registryCAFile                 string
 }
 
 func main() {
@@ -65,6 +70,9 @@ func main() {
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving certificate (tls.crt, tls.key).")
 	flag.StringVar(&o.webhookExtraSA, "webhook-extra-sans", "", "Comma-separated extra DNS names or IP addresses for the webhook serving certificate, for running out of cluster.")
+	flag.DurationVar(&o.credentialCheckInterval, "credential-check-interval", controllers.DefaultCredentialCheckInterval, "How often each ImagePullSecret's credential is checked against its registry (GET /v2/ with the registry's challenge), besides every change of it.")
+	flag.DurationVar(&o.credentialExpiryWarning, "credential-expiry-warning", controllers.DefaultCredentialExpiryWarning, "How long before the expiry of a password that is a JWT the condition CredentialExpiring turns True, with a Warning Event.")
+	flag.StringVar(&o.registryCAFile, "registry-ca-file", "", "PEM bundle of CAs trusted for registries besides the system's, for a registry with a private CA. Read again when it changes.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address the Go pprof endpoints bind to; empty disables them.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -101,6 +109,12 @@ func run(ctx context.Context, o options) error {
 	if o.enableWebhook {
 		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir})
 	}
+	if o.registryCAFile != "" {
+		// Fail at start rather than report every registry of a private CA as a TLSError.
+		if _, err := credcheck.LoadCAs(o.registryCAFile); err != nil {
+			return err
+		}
+	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -109,6 +123,9 @@ func run(ctx context.Context, o options) error {
 		Namespace:               o.namespace,
 		StatusListLimit:         o.statusListLimit,
 		MaxConcurrentReconciles: o.maxConcurrentReconciles,
+		CredentialCheckInterval: o.credentialCheckInterval,
+		CredentialExpiryWarning: o.credentialExpiryWarning,
+		RegistryCAFile:          o.registryCAFile,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ImagePullSecret controller: %w", err)
 	}

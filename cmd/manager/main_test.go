@@ -168,3 +168,22 @@ func TestKilledManagerIsResumedWithoutDuplicates(t *testing.T) {
 		}
 	}, 2*time.Minute, 200*time.Millisecond)
 }
+
+// TestRegistryCAFileIsCheckedAtStart: a --registry-ca-file without a certificate stops the
+// manager at start, rather than report every registry of a private CA as a TLSError.
+func TestRegistryCAFileIsCheckedAtStart(t *testing.T) {
+	bin := buildManager(t)
+	file := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(file, []byte("not a certificate\n"), 0o600))
+	p := startManager(t, bin, "--registry-ca-file="+file)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+		assert.Equal(t, 1, p.cmd.ProcessState.ExitCode())
+	case <-time.After(time.Minute):
+		t.Fatal("the manager did not stop")
+	}
+	assert.Contains(t, p.out.String(), "registry CA file "+file+" holds no PEM certificate")
+}
