@@ -148,8 +148,9 @@ func (e *Env) Stop() error {
 }
 
 // Main runs the tests of a package against one shared control plane, stored in *env for the
-// tests to use: call it from TestMain as os.Exit(testenv.Main(m, &env)).
-func Main(m *testing.M, env **Env) int {
+// tests to use: call it from TestMain as os.Exit(testenv.Main(m, &env)). Each of before runs
+// after the tests and before the control plane stops, to stop what the tests left running.
+func Main(m *testing.M, env **Env, before ...func()) int {
 	e, err := Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -157,6 +158,9 @@ func Main(m *testing.M, env **Env) int {
 	}
 	*env = e
 	code := m.Run()
+	for _, f := range before {
+		f()
+	}
 	if err := e.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping the local control plane:", err)
 	}
