@@ -73,9 +73,24 @@ func isProjectModule(gomod []byte) bool {
 	return len(gomod) >= len(want) && string(gomod[:len(want)]) == want
 }
 
+// Option changes how the control plane is started.
+type Option func(*envtest.Environment)
+
+// WithServiceAccountAdmission turns on the API server's ServiceAccount admission plugin, which
+// envtest turns off (--disable-admission-plugins=ServiceAccount) because no controller creates
+// the default ServiceAccounts. With it, a Pod must name a ServiceAccount that exists, and gets its
+// imagePullSecrets copied from it when it is created: what a real cluster does, and what the race
+// between a new ServiceAccount and its first Pod is about. Its token volume needs no token
+// controller (it is a projected volume); tests may still set automountServiceAccountToken false.
+func WithServiceAccountAdmission() Option {
+	return func(env *envtest.Environment) {
+		env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	}
+}
+
 // Start starts etcd and kube-apiserver from bin/ (or $KUBEBUILDER_ASSETS) with the CRDs of
 // config/crd/bases installed. Call Stop when done.
-func Start() (*Env, error) {
+func Start(opts ...Option) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -95,6 +110,9 @@ func Start() (*Env, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                s,
+	}
+	for _, o := range opts {
+		o(env)
 	}
 	cfg, err := env.Start()
 	if err != nil {
