@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -245,4 +246,81 @@ func TestWithTheManagerStoppedServiceAccountsAreAdmitted(t *testing.T) {
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, mwc) })
 	saNamespace(t, "sa-stopped", "stopped")
 	assert.Equal(t, []string{"user-a"}, createSA(t, "sa-stopped", "runner", "user-a"))
+}
+
+// TestGitOpsReappliesKeepTheReference re-applies a ServiceAccount manifest without
+// imagePullSecrets as GitOps tools do, by 'kubectl replace' and by a forced server-side apply:
+// the reference stays at admission, no version of the ServiceAccount ever lacks it, and the
+// controller writes nothing for it.
+func TestGitOpsReappliesKeepTheReference(t *testing.T) {
+	startController(t)
+	ctx := context.Background()
+	ips := saIPS(t, "sa-gitops", "gitops", "*")
+	ref := ips.SecretName()
+	saNamespace(t, "sa-gitops", "gitops")
+	waitMutating(t, "sa-gitops", ref, "probe")
+	manifest := "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: deployer\n  namespace: sa-gitops\n  labels: {app: deployer}\n"
+
+	out, _, err := env.Kubectl(manifest, "apply", "-f", "-")
+	require.NoError(t, err)
+	require.Equal(t, "serviceaccount/deployer created", strings.TrimSpace(out))
+	sa := &corev1.ServiceAccount{}
+	require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: "sa-gitops", Name: "deployer"}, sa))
+	require.Equal(t, []string{ref}, refNames(sa))
+
+	// Every version from now on, as a watch sees it.
+	cs, err := kubernetes.NewForConfig(env.Config)
+	require.NoError(t, err)
+	w, err := cs.CoreV1().ServiceAccounts("sa-gitops").Watch(ctx, metav1.ListOptions{
+		FieldSelector: "metadata.name=deployer", ResourceVersion: sa.ResourceVersion,
+	})
+	require.NoError(t, err)
+	defer w.Stop()
+	var mu sync.Mutex
+	var seen []*corev1.ServiceAccount
+	go func() {
+		for ev := range w.ResultChan() {
+			if got, ok := ev.Object.(*corev1.ServiceAccount); ok {
+				mu.Lock()
+				seen = append(seen, got)
+				mu.Unlock()
+			}
+		}
+	}()
+	before := saWrites.Load()
+
+	out, _, err = env.Kubectl(manifest, "replace", "-f", "-")
+	require.NoError(t, err)
+	assert.Equal(t, "serviceaccount/deployer replaced", strings.TrimSpace(out))
+	out, _, err = env.Kubectl(manifest, "apply", "--server-side", "--force-conflicts", "--field-manager=argocd-controller", "-f", "-")
+	require.NoError(t, err)
+	assert.Equal(t, "serviceaccount/deployer serverside-applied", strings.TrimSpace(out))
+	require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(sa), sa))
+	assert.Equal(t, []string{ref}, refNames(sa))
+
+	// A barrier: a ServiceAccount created under the controller's field manager, which the webhook
+	// leaves alone, so the controller must add its reference. Informer events come in order, so
+	// once that is done the controller has seen every version of deployer above.
+	barrier := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "sa-gitops", Name: "barrier"}}
+	require.NoError(t, env.Client.Create(ctx, barrier, client.FieldOwner(controllers.FieldManager)))
+	require.Empty(t, refNames(barrier), "the webhook mutated the controller's own write")
+	require.Eventually(t, func() bool {
+		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(barrier), barrier))
+		return len(barrier.ImagePullSecrets) == 1
+	}, time.Minute, 100*time.Millisecond, "the controller never referenced the Secret from the barrier")
+	assert.Equal(t, int64(1), saWrites.Load()-before, "ServiceAccount writes of the controller: the barrier's only")
+
+	// The watch has delivered up to the last version.
+	require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(sa), sa))
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) > 0 && seen[len(seen)-1].ResourceVersion == sa.ResourceVersion
+	}, time.Minute, 50*time.Millisecond, "the watch never delivered the last version of deployer")
+	mu.Lock()
+	defer mu.Unlock()
+	for _, got := range seen {
+		assert.Equal(t, []string{ref}, refNames(got), "version %s of deployer lacks the reference", got.ResourceVersion)
+	}
+	t.Logf("%d versions of deployer watched after its creation, each with %s", len(seen), ref)
 }
