@@ -28,6 +28,8 @@ const (
 	DefaultServiceName              = "tcr-assistant-webhook-service"
 	DefaultSecretName               = "tcr-assistant-webhook-server-cert"
 	DefaultWebhookConfigurationName = "tcr-assistant-validating-webhook-configuration"
+	// DefaultMutatingWebhookConfigurationName is the configuration of the ServiceAccount webhook.
+	DefaultMutatingWebhookConfigurationName = "tcr-assistant-mutating-webhook-configuration"
 )
 
 // Default certificate lifetimes. Each certificate is renewed at two thirds of its life, so the
@@ -59,6 +61,14 @@ type Options struct {
 	SecretName string
 	// WebhookConfigurationName is the ValidatingWebhookConfiguration whose caBundle is kept.
 	WebhookConfigurationName string
+	// MutatingWebhookConfigurationName is the MutatingWebhookConfiguration whose caBundle is
+	// kept too, when it exists.
+	MutatingWebhookConfigurationName string
+	// ServiceAccountReferences, when set, serves the ServiceAccount mutation at
+	// ServiceAccountPath with it (the controller's Admission).
+	ServiceAccountReferences References
+	// FieldManager is the controller's field manager: the mutation leaves its writes alone.
+	FieldManager string
 	// CALifetime and CertLifetime are the validity periods of newly issued CA and serving
 	// certificates.
 	CALifetime, CertLifetime time.Duration
@@ -92,6 +102,7 @@ func (o Options) withDefaults(server webhook.Server) Options {
 	def(&o.ServiceName, DefaultServiceName)
 	def(&o.SecretName, DefaultSecretName)
 	def(&o.WebhookConfigurationName, DefaultWebhookConfigurationName)
+	def(&o.MutatingWebhookConfigurationName, DefaultMutatingWebhookConfigurationName)
 	defDur(&o.CALifetime, DefaultCALifetime)
 	defDur(&o.CertLifetime, DefaultCertLifetime)
 	defDur(&o.CheckPeriod, DefaultCheckPeriod)
@@ -155,6 +166,11 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		Namespace:      opts.Namespace,
 		CertSecretName: opts.SecretName,
 	}))
+	if opts.ServiceAccountReferences != nil {
+		server.Register(ServiceAccountPath, ServiceAccountHandler(ServiceAccountMutator{
+			Refs: opts.ServiceAccountReferences, FieldManager: opts.FieldManager, Log: log.WithName("serviceaccounts"),
+		}))
+	}
 	started := server.StartedChecker()
 	return func(req *http.Request) error {
 		if err := p.Ready(); err != nil {

@@ -31,6 +31,7 @@ const fieldOwner = client.FieldOwner("tcr-assistant")
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=create
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;update,resourceNames=tcr-assistant-webhook-server-cert
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;patch,resourceNames=tcr-assistant-validating-webhook-configuration
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch;patch,resourceNames=tcr-assistant-mutating-webhook-configuration
 
 // Provisioner keeps the webhook's CA and serving certificate in the certificate Secret, in the
 // cert directory and in the caBundle of the webhook configuration. Every replica runs one; they
@@ -107,6 +108,10 @@ func (p *Provisioner) Start(ctx context.Context) error {
 		client.InNamespace(p.opts.Namespace), client.MatchingFields{"metadata.name": p.opts.SecretName})
 	go p.watch(ctx, trigger, &admissionregistrationv1.ValidatingWebhookConfigurationList{},
 		client.MatchingFields{"metadata.name": p.opts.WebhookConfigurationName})
+	if name := p.opts.MutatingWebhookConfigurationName; name != "" {
+		go p.watch(ctx, trigger, &admissionregistrationv1.MutatingWebhookConfigurationList{},
+			client.MatchingFields{"metadata.name": name})
+	}
 
 	timer := time.NewTimer(p.opts.CheckPeriod)
 	defer timer.Stop()
@@ -274,40 +279,70 @@ func (p *Provisioner) ensureSecret(ctx context.Context) (map[string][]byte, erro
 	}
 }
 
-// injectCABundle sets caBundle on every webhook of the configuration, patching only when one
-// differs, with an optimistic lock so that a concurrent edit is never overwritten.
+// injectCABundle sets caBundle in the validating webhook configuration and in the mutating one.
+// The mutating one is optional (failurePolicy Ignore; deleting it turns admission-time
+// ServiceAccount references off), so its absence is no error; the validating one's is.
 func (p *Provisioner) injectCABundle(ctx context.Context, caBundle []byte) error {
-	name := p.opts.WebhookConfigurationName
-	for attempt := 0; attempt < 5; attempt++ {
-		var vwc admissionregistrationv1.ValidatingWebhookConfiguration
-		if err := p.client.Get(ctx, client.ObjectKey{Name: name}, &vwc); err != nil {
-			if apierrors.IsNotFound(err) {
-				return fmt.Errorf("ValidatingWebhookConfiguration %s: %w", name, errNoWebhookConfiguration)
-			}
-			return fmt.Errorf("reading ValidatingWebhookConfiguration %s: %w", name, err)
+	errV := p.inject(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{}, "ValidatingWebhookConfiguration", p.opts.WebhookConfigurationName, caBundle)
+	if name := p.opts.MutatingWebhookConfigurationName; name != "" {
+		errM := p.inject(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{}, "MutatingWebhookConfiguration", name, caBundle)
+		if errM != nil && !errors.Is(errM, errNoWebhookConfiguration) {
+			return errors.Join(errV, errM)
 		}
-		orig := vwc.DeepCopy()
+	}
+	return errV
+}
+
+// clientConfigs returns the client configurations of every webhook of a configuration.
+func clientConfigs(obj client.Object) []*admissionregistrationv1.WebhookClientConfig {
+	var out []*admissionregistrationv1.WebhookClientConfig
+	switch c := obj.(type) {
+	case *admissionregistrationv1.ValidatingWebhookConfiguration:
+		for i := range c.Webhooks {
+			out = append(out, &c.Webhooks[i].ClientConfig)
+		}
+	case *admissionregistrationv1.MutatingWebhookConfiguration:
+		for i := range c.Webhooks {
+			out = append(out, &c.Webhooks[i].ClientConfig)
+		}
+	}
+	return out
+}
+
+// inject sets caBundle on every webhook of the configuration kind/name (obj is an empty one of
+// that kind), patching only when one differs, with an optimistic lock so that a concurrent edit
+// is never overwritten.
+func (p *Provisioner) inject(ctx context.Context, obj client.Object, kind, name string, caBundle []byte) error {
+	for attempt := 0; attempt < 5; attempt++ {
+		cur := obj.DeepCopyObject().(client.Object)
+		if err := p.client.Get(ctx, client.ObjectKey{Name: name}, cur); err != nil {
+			if apierrors.IsNotFound(err) {
+				return fmt.Errorf("%s %s: %w", kind, name, errNoWebhookConfiguration)
+			}
+			return fmt.Errorf("reading %s %s: %w", kind, name, err)
+		}
+		orig := cur.DeepCopyObject().(client.Object)
 		changed := false
-		for i := range vwc.Webhooks {
-			if !bytes.Equal(vwc.Webhooks[i].ClientConfig.CABundle, caBundle) {
-				vwc.Webhooks[i].ClientConfig.CABundle = caBundle
+		for _, cc := range clientConfigs(cur) {
+			if !bytes.Equal(cc.CABundle, caBundle) {
+				cc.CABundle = caBundle
 				changed = true
 			}
 		}
 		if !changed {
 			return nil
 		}
-		err := p.client.Patch(ctx, &vwc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), fieldOwner)
+		err := p.client.Patch(ctx, cur, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}), fieldOwner)
 		if apierrors.IsConflict(err) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("patching the caBundle of ValidatingWebhookConfiguration %s: %w", name, err)
+			return fmt.Errorf("patching the caBundle of %s %s: %w", kind, name, err)
 		}
-		p.log.Info("Injected the CA bundle into the webhook configuration", "validatingwebhookconfiguration", name)
+		p.log.Info("Injected the CA bundle into the webhook configuration", strings.ToLower(kind), name)
 		return nil
 	}
-	return fmt.Errorf("patching the caBundle of ValidatingWebhookConfiguration %s: lost the race to other writers", name)
+	return fmt.Errorf("patching the caBundle of %s %s: lost the race to other writers", kind, name)
 }
 
 // writeFiles writes the serving certificate and key, and the CA bundle, into the cert

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -330,6 +331,7 @@ func TestTheGeneratedClusterRoleIsEnough(t *testing.T) {
 
 	opts := testOptions(t, "rbac")
 	opts.SecretName, opts.WebhookConfigurationName = admission.DefaultSecretName, admission.DefaultWebhookConfigurationName
+	opts.MutatingWebhookConfigurationName = admission.DefaultMutatingWebhookConfigurationName
 	t.Cleanup(func() {
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: opts.SecretName}}
 		require.NoError(t, client.IgnoreNotFound(env.Client.Delete(ctx, secret)))
@@ -337,13 +339,32 @@ func TestTheGeneratedClusterRoleIsEnough(t *testing.T) {
 	opts.CheckPeriod = time.Hour // only the watches can see the change below
 	port := testenv.FreePort(t)
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
+	mwc := mutatingConfigurationFromManifest(t)
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", port, admission.ServiceAccountPath)
+	mwc.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url}
+	// Called for no namespace: this test's replica serves no ServiceAccount mutation.
+	mwc.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"tcr-test/none": "none"}}
+	require.NoError(t, env.Client.Create(ctx, mwc))
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, mwc) })
 	p := startWebhookAs(t, userConfig, port, opts)
 	p.waitReady(t)
 	before := requireConsistent(t, p, opts)
 	waitServing(t, "rbac")
+	// The CA went into the mutating configuration too (get, patch).
+	mutatingCA := func() []byte {
+		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(mwc), mwc))
+		return mwc.Webhooks[0].ClientConfig.CABundle
+	}
+	require.Eventually(t, func() bool { return bytes.Equal(mutatingCA(), before.Data[admission.KeyCACert]) },
+		30*time.Second, 100*time.Millisecond, "the CA never reached the MutatingWebhookConfiguration")
 
 	// The watches are allowed too: a stripped Secret is repaired without waiting for a poll.
 	stripServingCert(t, before, opts)
+	// And so is the mutating configuration's (list, watch): a stripped caBundle comes back.
+	mwc.Webhooks[0].ClientConfig.CABundle = nil
+	require.NoError(t, env.Client.Update(ctx, mwc))
+	require.Eventually(t, func() bool { return len(mutatingCA()) > 0 },
+		30*time.Second, 100*time.Millisecond, "the mutating configuration's caBundle was not restored")
 }
 
 // stripServingCert empties tls.crt in the certificate Secret, last seen as before, and waits

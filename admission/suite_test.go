@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	// Managers started by the tests log through their own testLogger; this covers what
 	// controller-runtime logs outside them, which would otherwise print a warning with a stack.
 	ctrllog.SetLogger(testLogger())
-	os.Exit(testenv.Main(m, &env))
+	os.Exit(testenv.Main(m, &env, func() { stopController() }))
 }
 
 // testNamespace plays tcr-assistant-system; each test names its own Secret and webhook
@@ -68,8 +68,10 @@ func testOptions(t testing.TB, name string) admission.Options {
 		ExtraSANs:                []string{"127.0.0.1"},
 		SecretName:               name + "-cert",
 		WebhookConfigurationName: name,
-		CheckPeriod:              500 * time.Millisecond,
-		BootstrapTimeout:         time.Minute,
+		// Never the bundle's name: a test's replicas must not write another test's configuration.
+		MutatingWebhookConfigurationName: name + "-mutating",
+		CheckPeriod:                      500 * time.Millisecond,
+		BootstrapTimeout:                 time.Minute,
 	}
 }
 
@@ -177,14 +179,38 @@ func installWebhookConfiguration(t testing.TB, name string, port int) {
 	})
 }
 
-// webhookConfigurationFromManifest reads the generated config/webhook/manifests.yaml.
+// webhookConfigurationFromManifest reads the ValidatingWebhookConfiguration of the generated
+// config/webhook/manifests.yaml.
 func webhookConfigurationFromManifest(t testing.TB) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	t.Helper()
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	require.NoError(t, yaml.UnmarshalStrict(manifestDocument(t, "ValidatingWebhookConfiguration"), &vwc))
+	return &vwc
+}
+
+// mutatingConfigurationFromManifest reads the MutatingWebhookConfiguration of the generated
+// config/webhook/manifests.yaml.
+func mutatingConfigurationFromManifest(t testing.TB) *admissionregistrationv1.MutatingWebhookConfiguration {
+	t.Helper()
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	require.NoError(t, yaml.UnmarshalStrict(manifestDocument(t, "MutatingWebhookConfiguration"), &mwc))
+	return &mwc
+}
+
+// manifestDocument returns the one document of config/webhook/manifests.yaml of the given kind.
+func manifestDocument(t testing.TB, kind string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(env.Root, "config", "webhook", "manifests.yaml"))
 	require.NoError(t, err)
-	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
-	require.NoError(t, yaml.UnmarshalStrict([]byte(strings.TrimPrefix(string(data), "---\n")), &vwc))
-	return &vwc
+	var found []byte
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		if strings.Contains(doc, "\nkind: "+kind+"\n") {
+			require.Nil(t, found, "two %s documents in manifests.yaml", kind)
+			found = []byte(strings.TrimPrefix(doc, "---\n"))
+		}
+	}
+	require.NotNil(t, found, "no %s in manifests.yaml", kind)
+	return found
 }
 
 // webhookConfiguration reads the test's webhook configuration.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,9 @@ type Config struct {
 	// NewNamespaces are created one by one at NewNamespaceRate per second while converged.
 	NewNamespaces    int
 	NewNamespaceRate float64
+	// WebhookNamespaces are created with their three ServiceAccounts once with the ServiceAccount
+	// webhook off and once with it on, to count the writes of a new namespace either way.
+	WebhookNamespaces int
 	// FloorWorkers is the floor client's concurrency; FixtureWorkers the fixture builder's.
 	FloorWorkers, FixtureWorkers int
 	// ManagerBin is the manager binary; ManagerArgs are added to the agreed flags.
@@ -75,6 +79,7 @@ func (c *Config) defaults() {
 	def(&c.UnrelatedSecrets, 5000)
 	def(&c.UnrelatedSecretBytes, 8192)
 	def(&c.NewNamespaces, 50)
+	def(&c.WebhookNamespaces, 20)
 	def(&c.FloorWorkers, 8)
 	def(&c.FixtureWorkers, 16)
 	def(&c.HostsEdits, 20)
@@ -223,7 +228,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			say("Stopping the control plane failed: %v", err)
 		}
 	}()
-	r := &runner{cfg: cfg, cp: cp, res: res, say: say}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.Atoi(addr[strings.LastIndex(addr, ":")+1:])
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, cp: cp, res: res, say: say, webhookPort: port}
 	if err := r.run(ctx); err != nil {
 		return res, err
 	}
@@ -236,6 +249,8 @@ type runner struct {
 	res  *Result
 	say  func(string, ...any)
 	cred credential
+	// webhookPort is where the webhook-on manager serves its webhooks.
+	webhookPort int
 }
 
 func (r *runner) audit() (Writes, error) { return readAudit(r.cp.AuditLog, ManagerUser) }
@@ -299,7 +314,9 @@ func (r *runner) run(ctx context.Context) error {
 	if err := mgr.alive(); err != nil {
 		return err
 	}
-	mgr.stop()
+	if err := r.webhookWrites(ctx, mgr); err != nil { // stops mgr
+		return err
+	}
 	r.say("Stopped the manager.")
 
 	if err := r.floor(ctx); err != nil {

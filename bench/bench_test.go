@@ -43,7 +43,7 @@ func TestTinyRun(t *testing.T) {
 	var out strings.Builder
 	cfg := Config{
 		Namespaces: n, UnrelatedSecrets: 40, UnrelatedSecretBytes: 1024,
-		Idle: 2 * time.Second, NewNamespaces: newNS, HostsEdits: 3, Timeout: time.Minute,
+		Idle: 2 * time.Second, NewNamespaces: newNS, WebhookNamespaces: 5, HostsEdits: 3, Timeout: time.Minute,
 		ManagerBin: manager, HostsUpdaterBin: hostsUpdater, LogDir: t.TempDir(), Progress: &out,
 		BeforeStop: func(ctx context.Context, c client.Client) error {
 			return checkState(ctx, c, n, newNS)
@@ -65,6 +65,14 @@ func TestTinyRun(t *testing.T) {
 	assert.Equal(t, res.TargetNamespaces, res.RotationWrites.Count("secrets patch"),
 		"every rotated Secret was written once by the manager and counted")
 	assert.Equal(t, newNS, res.NewNamespaceWrites.Count("secrets create"))
+	// A new namespace with 3 ServiceAccounts: the Secret and 3 references without the webhook,
+	// the Secret alone with it.
+	for name, want := range map[string]float64{"writes.newns3.off": 4, "writes.newns3.on": 1} {
+		v, ok := res.Figure(name)
+		if assert.True(t, ok, "figure %s is reported", name) {
+			assert.Equal(t, want, v, "figure %s", name)
+		}
+	}
 	assert.Len(t, res.NewNamespaceLatencies, newNS, "every new namespace was served")
 	assert.Empty(t, res.Skipped)
 	assert.Zero(t, res.IdleWrites.Total, "the manager writes nothing while idle: %v", res.IdleWrites)

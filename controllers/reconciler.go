@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -112,6 +113,9 @@ type Reconciler struct {
 	rules    *engine.Cache
 	opts     Options
 	queue    workqueue.TypedRateLimitingInterface[key]
+	// started is the queue once the controller runs (on the leader), for the admission webhook,
+	// which serves requests on its own goroutines from before the controller starts.
+	started atomic.Pointer[workqueue.TypedRateLimitingInterface[key]]
 
 	expect  *expectations
 	results *results
@@ -226,6 +230,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 					o.RateLimiter = rl
 					o.Log = log
 				})
+				q := r.queue
+				r.started.Store(&q)
 				return r.queue
 			},
 		}).

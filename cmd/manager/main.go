@@ -66,7 +66,7 @@ func main() {
 	flag.IntVar(&o.burst, "kube-api-burst", defaultBurst, "Client-side burst of requests to the API server.")
 	flag.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "Workers of the ImagePullSecret controller.")
 	flag.IntVar(&o.statusListLimit, "status-list-limit", controllers.DefaultStatusListLimit, "Maximum entries in each status list of an ImagePullSecret (the counters stay exact).")
-	flag.BoolVar(&o.enableWebhook, "enable-webhook", true, "Serve the validating webhook for ImagePullSecrets.")
+	flag.BoolVar(&o.enableWebhook, "enable-webhook", true, "Serve the validating webhook for ImagePullSecrets and the mutating webhook that adds the references to ServiceAccounts at admission.")
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving certificate (tls.crt, tls.key).")
 	flag.StringVar(&o.webhookExtraSA, "webhook-extra-sans", "", "Comma-separated extra DNS names or IP addresses for the webhook serving certificate, for running out of cluster.")
@@ -119,14 +119,15 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := controllers.New(controllers.Options{
+	reconciler := controllers.New(controllers.Options{
 		Namespace:               o.namespace,
 		StatusListLimit:         o.statusListLimit,
 		MaxConcurrentReconciles: o.maxConcurrentReconciles,
 		CredentialCheckInterval: o.credentialCheckInterval,
 		CredentialExpiryWarning: o.credentialExpiryWarning,
 		RegistryCAFile:          o.registryCAFile,
-	}).SetupWithManager(mgr); err != nil {
+	})
+	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ImagePullSecret controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -140,7 +141,10 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	if o.enableWebhook {
-		ready, err := admission.Setup(mgr, admission.Options{Namespace: o.namespace, CertDir: o.webhookCertDir, ExtraSANs: splitList(o.webhookExtraSA)})
+		ready, err := admission.Setup(mgr, admission.Options{
+			Namespace: o.namespace, CertDir: o.webhookCertDir, ExtraSANs: splitList(o.webhookExtraSA),
+			ServiceAccountReferences: reconciler.Admission(), FieldManager: controllers.FieldManager,
+		})
 		if err != nil {
 			return fmt.Errorf("setting up the validating webhook: %w", err)
 		}

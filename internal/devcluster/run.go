@@ -20,7 +20,9 @@ import (
 
 const (
 	webhookConfig = "tcr-assistant-validating-webhook-configuration"
-	stopGrace     = 15 * time.Second
+	// mutatingConfig adds the ServiceAccount references at admission.
+	mutatingConfig = "tcr-assistant-mutating-webhook-configuration"
+	stopGrace      = 15 * time.Second
 )
 
 // Options says what Run starts.
@@ -106,7 +108,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 }
 
 // installAddOn creates, from config/default, what the add-on needs besides its workloads: its
-// namespace, the agent's ConfigMap and the webhook configuration, which calls the local manager
+// namespace, the agent's ConfigMap and the webhook configurations, which call the local manager
 // instead of the in-cluster Service. The manager creates its certificate Secret and injects the
 // CA itself.
 func installAddOn(ctx context.Context, env *testenv.Env, o Options) error {
@@ -118,13 +120,14 @@ func installAddOn(ctx context.Context, env *testenv.Env, o Options) error {
 	if err != nil {
 		return err
 	}
-	want := map[string]bool{"Namespace/" + o.Namespace: true, "ConfigMap/updater-config": true, "ValidatingWebhookConfiguration/" + webhookConfig: true}
+	want := map[string]bool{"Namespace/" + o.Namespace: true, "ConfigMap/updater-config": true,
+		"ValidatingWebhookConfiguration/" + webhookConfig: true, "MutatingWebhookConfiguration/" + mutatingConfig: true}
 	for _, obj := range objs {
 		if !want[obj.GetKind()+"/"+obj.GetName()] {
 			continue
 		}
 		delete(want, obj.GetKind()+"/"+obj.GetName())
-		if obj.GetKind() == "ValidatingWebhookConfiguration" {
+		if k := obj.GetKind(); k == "ValidatingWebhookConfiguration" || k == "MutatingWebhookConfiguration" {
 			if err := pointAtLocalManager(obj, o.WebhookPort); err != nil {
 				return err
 			}

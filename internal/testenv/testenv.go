@@ -74,9 +74,24 @@ func isProjectModule(gomod []byte) bool {
 	return len(gomod) >= len(want) && string(gomod[:len(want)]) == want
 }
 
+// Option changes how the control plane is started.
+type Option func(*envtest.Environment)
+
+// WithServiceAccountAdmission turns on the API server's ServiceAccount admission plugin, which
+// envtest turns off (--disable-admission-plugins=ServiceAccount) because no controller creates
+// the default ServiceAccounts. With it, a Pod must name a ServiceAccount that exists, and gets its
+// imagePullSecrets copied from it when it is created: what a real cluster does, and what the race
+// between a new ServiceAccount and its first Pod is about. Its token volume needs no token
+// controller (it is a projected volume); tests may still set automountServiceAccountToken false.
+func WithServiceAccountAdmission() Option {
+	return func(env *envtest.Environment) {
+		env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	}
+}
+
 // Start starts etcd and kube-apiserver from bin/ (or $KUBEBUILDER_ASSETS) with the CRDs of
 // config/crd/bases installed. Call Stop when done.
-func Start() (*Env, error) {
+func Start(opts ...Option) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -103,6 +118,9 @@ func Start() (*Env, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                s,
+	}
+	for _, o := range opts {
+		o(env)
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -159,8 +177,9 @@ func (e *Env) Stop() error {
 }
 
 // Main runs the tests of a package against one shared control plane, stored in *env for the
-// tests to use: call it from TestMain as os.Exit(testenv.Main(m, &env)).
-func Main(m *testing.M, env **Env) int {
+// tests to use: call it from TestMain as os.Exit(testenv.Main(m, &env)). Each of before runs
+// after the tests and before the control plane stops, to stop what the tests left running.
+func Main(m *testing.M, env **Env, before ...func()) int {
 	e, err := Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -168,6 +187,9 @@ func Main(m *testing.M, env **Env) int {
 	}
 	*env = e
 	code := m.Run()
+	for _, f := range before {
+		f()
+	}
 	if err := e.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping the local control plane:", err)
 	}

@@ -38,6 +38,7 @@ const (
 	managerSA       = "tcr-assistant-controller-manager"
 	agentSA         = "hosts-updater"
 	webhookConfig   = "tcr-assistant-validating-webhook-configuration"
+	mutatingConfig  = "tcr-assistant-mutating-webhook-configuration"
 	webhookPath     = "/validate-tcr-tencentcloudcr-com-v1-imagepullsecret"
 	certSecret      = "tcr-assistant-webhook-server-cert"
 	installer       = "dist/install.yaml"

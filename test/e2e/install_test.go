@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -24,7 +25,8 @@ import (
 
 // originalObjects is the original's table of installed objects (DESIGN.md §1), plus the
 // ServiceAccounts the two workloads run as, the agent's Role and RoleBinding, the metrics reader
-// ClusterRole and the policies that narrow the manager's writes: exactly what the bundle must
+// ClusterRole, the ServiceAccount webhook (issue 15) and the policies that narrow the manager's
+// writes: exactly what the bundle must
 // hold, names verbatim.
 var originalObjects = []bundleObject{
 	{"v1", "Namespace", "", "tcr-assistant-system"},
@@ -35,6 +37,7 @@ var originalObjects = []bundleObject{
 	{"v1", "Secret", ownNamespace, "tcr-assistant-webhook-server-cert"},
 	{"v1", "Service", ownNamespace, "tcr-assistant-webhook-service"},
 	{"admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "", "tcr-assistant-validating-webhook-configuration"},
+	{"admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "", "tcr-assistant-mutating-webhook-configuration"},
 	{"apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "imagepullsecrets.tcr.tencentcloudcr.com"},
 	{"apps/v1", "Deployment", ownNamespace, "tcr-assistant-controller-manager"},
 	{"v1", "ConfigMap", ownNamespace, "updater-config"},
@@ -123,11 +126,33 @@ func TestBundleObjectsReferToEachOther(t *testing.T) {
 	daemon := typed[appsv1.DaemonSet](t, findObject(t, objs, "DaemonSet", "hosts-updater"))
 	svc := typed[corev1.Service](t, findObject(t, objs, "Service", "tcr-assistant-webhook-service"))
 	vwc := typed[admissionregistrationv1.ValidatingWebhookConfiguration](t, findObject(t, objs, "ValidatingWebhookConfiguration", webhookConfig))
+	mwc := typed[admissionregistrationv1.MutatingWebhookConfiguration](t, findObject(t, objs, "MutatingWebhookConfiguration", mutatingConfig))
 	secret := typed[corev1.Secret](t, findObject(t, objs, "Secret", certSecret))
 	crb := typed[rbacv1.ClusterRoleBinding](t, findObject(t, objs, "ClusterRoleBinding", "tcr-assistant-manager-rolebinding"))
 	lrb := typed[rbacv1.RoleBinding](t, findObject(t, objs, "RoleBinding", "tcr-assistant-leader-election-rolebinding"))
 	require.Len(t, deploy.Spec.Template.Spec.Containers, 1)
 	manager := deploy.Spec.Template.Spec.Containers[0]
+
+	t.Run("the ServiceAccount webhook is optional and calls the manager through the Service", func(t *testing.T) {
+		require.Len(t, mwc.Webhooks, 1)
+		wh := mwc.Webhooks[0]
+		assert.Equal(t, "mserviceaccount.tcr.tencentcloudcr.com", wh.Name)
+		require.NotNil(t, wh.ClientConfig.Service)
+		assert.Equal(t, admissionregistrationv1.ServiceReference{
+			Namespace: ownNamespace, Name: svc.Name, Path: ptr.To("/mutate--v1-serviceaccount"),
+		}, withoutPort(*wh.ClientConfig.Service))
+		assert.Empty(t, wh.ClientConfig.CABundle, "the manager injects the CA; the bundle must not pin one")
+		assert.Equal(t, admissionregistrationv1.Ignore, *wh.FailurePolicy, "a stopped manager must never block ServiceAccounts")
+		assert.Equal(t, int32(3), *wh.TimeoutSeconds)
+		assert.Equal(t, admissionregistrationv1.IfNeededReinvocationPolicy, *wh.ReinvocationPolicy)
+		assert.Equal(t, admissionregistrationv1.SideEffectClassNone, *wh.SideEffects)
+		require.Len(t, wh.Rules, 1)
+		assert.Equal(t, []string{"serviceaccounts"}, wh.Rules[0].Resources)
+		assert.Equal(t, ptr.To(admissionregistrationv1.NamespacedScope), wh.Rules[0].Scope)
+		assert.Equal(t, &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{ownNamespace},
+		}}}, wh.NamespaceSelector, "the manager's own ServiceAccounts never wait on the manager")
+	})
 
 	t.Run("the webhook configuration calls the manager's webhook through the Service", func(t *testing.T) {
 		require.Len(t, vwc.Webhooks, 1)
