@@ -101,6 +101,7 @@ type Reconciler struct {
 	own      client.Reader // Secrets of the own namespace, where passwordSecretRef points
 	recorder events.EventRecorder
 	rules    *engine.Cache
+	saMeta   *samCache // labels and annotations of ServiceAccounts, while some rule reads them
 	opts     Options
 	queue    workqueue.TypedRateLimitingInterface[key]
 
@@ -187,6 +188,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.own = own
+	enqueue := func(namespace string) {
+		if r.queue != nil {
+			r.enqueueNamespace(context.Background(), r.queue, namespace)
+		}
+	}
+	r.saMeta = newSAMCache(startSAMetadata(mgr, enqueue), enqueue)
+	if err := mgr.Add(r.saMeta); err != nil {
+		return err
+	}
 	log := mgr.GetLogger().WithValues("controller", "imagepullsecret")
 	return builder.TypedControllerManagedBy[key](mgr).
 		Named("imagepullsecret").
@@ -246,6 +256,8 @@ type target struct {
 	owner owner
 	rule  *engine.Rule
 	data  secretData
+	// saNeeds is what rule reads of ServiceAccount metadata, which syncNamespace joins in.
+	saNeeds saNeeds
 }
 
 // invalid is a user misconfiguration: it sets Ready=False and is not retried.
@@ -254,6 +266,12 @@ type invalid struct{ reason, message string }
 // prepare compiles the rule of ips and renders its Secret content.
 func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*target, *invalid, error) {
 	rule, errs := r.rules.Get(ips)
+	// Before anything else reads ServiceAccounts for this rule, the metadata cache keeps what
+	// it reads (a rule that does not compile reads nothing).
+	needs := needsOf(rule)
+	if err := r.saMeta.use(ctx, ips.UID, needs); err != nil {
+		return nil, nil, err
+	}
 	if len(errs) > 0 {
 		return nil, &invalid{reason: tcrv1.ReasonInvalidSpec, message: describe(errs)}, nil
 	}
@@ -285,7 +303,7 @@ func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*
 	if err != nil {
 		return nil, &invalid{reason: tcrv1.ReasonInvalidSpec, message: err.Error()}, nil
 	}
-	return &target{ips: ips, owner: ownerOf(ips), rule: rule, data: newSecretData(data)}, nil, nil
+	return &target{ips: ips, owner: ownerOf(ips), rule: rule, data: newSecretData(data), saNeeds: needs}, nil, nil
 }
 
 // describe renders field errors as the webhook does, except that the values of spec.docker,
@@ -353,6 +371,9 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 		return nsResult{}, false, err
 	}
 	in.rule, in.data = t.rule, t.data
+	if in.serviceAccounts, err = r.saMeta.join(t.saNeeds, in.serviceAccounts); err != nil {
+		return nsResult{}, false, err
+	}
 	now := time.Now().Unix()
 	for attempt := 0; ; attempt++ {
 		p := plan(in)
@@ -668,6 +689,7 @@ func (r *Reconciler) forget(name string) {
 	r.mu.Unlock()
 	if ok {
 		r.rules.Forget(uid)
+		r.saMeta.forget(uid)
 		r.results.forgetOwner(uid)
 	}
 	deleteGauges(name)
