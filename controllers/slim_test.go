@@ -47,8 +47,8 @@ func TestSlimTransform(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tcr.ipsx", OwnerReferences: []metav1.OwnerReference{ref},
 			Labels:      map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: "x", "tenant": "big"},
 			Annotations: map[string]string{"tenant": "big"}},
-		Type:       corev1.SecretTypeDockerConfigJson,
-		Data:       map[string][]byte{corev1.DockerConfigJsonKey: data, "b": nil, "a": nil},
+		Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: data, "b": nil, "a": nil},
 	}
 	got, err = slimTransform(secret)
 	require.NoError(t, err)
