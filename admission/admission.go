@@ -70,6 +70,9 @@ type Options struct {
 	RotationOverlap time.Duration
 	// BootstrapTimeout bounds how long Setup waits for the first certificate.
 	BootstrapTimeout time.Duration
+	// Reviews bounds the reviews served at once, shared by every webhook of the server; nil is
+	// a Limiter of DefaultMaxConcurrentReviews.
+	Reviews *Limiter
 }
 
 // withDefaults fills the unset fields.
@@ -97,6 +100,9 @@ func (o Options) withDefaults(server webhook.Server) Options {
 	defDur(&o.CheckPeriod, DefaultCheckPeriod)
 	defDur(&o.RotationOverlap, DefaultRotationOverlap)
 	defDur(&o.BootstrapTimeout, DefaultBootstrapTimeout)
+	if o.Reviews == nil {
+		o.Reviews = NewLimiter(DefaultMaxConcurrentReviews)
+	}
 	return o
 }
 
@@ -149,12 +155,12 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	if err := mgr.Add(p); err != nil {
 		return nil, fmt.Errorf("adding the certificate provisioner to the manager: %w", err)
 	}
-	server.Register(Path, Handler(mgr.GetScheme(), Validator{
+	server.Register(Path, opts.Reviews.Limit(Handler(mgr.GetScheme(), Validator{
 		Rules:          engine.NewCache(),
 		Secrets:        mgr.GetAPIReader(),
 		Namespace:      opts.Namespace,
 		CertSecretName: opts.SecretName,
-	}))
+	})))
 	started := server.StartedChecker()
 	return func(req *http.Request) error {
 		if err := p.Ready(); err != nil {

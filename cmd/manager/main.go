@@ -47,6 +47,7 @@ type options struct {
 	enableWebhook                  bool
 	webhookPort                    int
 	webhookCertDir, webhookExtraSA string
+	webhookMaxReviews              int
 	pprofAddr                      string
 }
 
@@ -65,6 +66,7 @@ func main() {
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving certificate (tls.crt, tls.key).")
 	flag.StringVar(&o.webhookExtraSA, "webhook-extra-sans", "", "Comma-separated extra DNS names or IP addresses for the webhook serving certificate, for running out of cluster.")
+	flag.IntVar(&o.webhookMaxReviews, "webhook-max-concurrent-reviews", admission.DefaultMaxConcurrentReviews, "Admission reviews served at once; more are answered 429 Too Many Requests at once, which the API server retries within the webhook's timeout.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address the Go pprof endpoints bind to; empty disables them.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -123,7 +125,8 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	if o.enableWebhook {
-		ready, err := admission.Setup(mgr, admission.Options{Namespace: o.namespace, CertDir: o.webhookCertDir, ExtraSANs: splitList(o.webhookExtraSA)})
+		ready, err := admission.Setup(mgr, admission.Options{Namespace: o.namespace, CertDir: o.webhookCertDir, ExtraSANs: splitList(o.webhookExtraSA),
+			Reviews: admission.NewLimiter(o.webhookMaxReviews)})
 		if err != nil {
 			return fmt.Errorf("setting up the validating webhook: %w", err)
 		}
