@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -16,9 +14,6 @@ import (
 // how many do at once: 8 reviews of 3 MiB are well under the manager's memory limit, and 8 is
 // more than the API server needs, as a review takes milliseconds.
 const DefaultMaxConcurrentReviews = 8
-
-// RetryAfterSeconds is the Retry-After of a review refused for being over the bound.
-const RetryAfterSeconds = 1
 
 // Limiter bounds the reviews in flight across every handler it wraps, so that what the webhooks
 // of one server hold together is bounded, not each one's alone. It is safe for concurrent use.
@@ -52,14 +47,21 @@ func TooManyReviewsMessage(maxReviews int) string {
 }
 
 // Limit serves a review with next while a slot is free. Over the bound, it answers at once,
-// without reading the body, with 429 Too Many Requests, a Retry-After header and a Status saying
-// so. The API server takes a 429 with Retry-After as a reason to retry the call within the
-// webhook's timeout (5 s), so a burst is absorbed; when the timeout passes first, failurePolicy
-// Fail refuses the request with "Internal error occurred: failed calling webhook ...", naming
-// this message. Refusing rather than queueing keeps what waiting callers hold at nothing.
+// without reading the body, with 429 Too Many Requests and a Status saying so; failurePolicy
+// Fail then refuses the request with `Internal error occurred: failed calling webhook
+// "vimagepullsecret.tcr.tencentcloudcr.com": failed to call webhook: ` and this message.
+//
+// There is no Retry-After header on purpose: with one, the API server retries within the
+// webhook's timeout (5 s) and, when the webhook is still saturated, reports only "context
+// deadline exceeded", which tells the user nothing. It cannot be an admission denial either:
+// that must echo the review's UID, which means reading the body the bound is there to spare.
+// Refusing rather than queueing keeps what waiting callers hold at nothing.
 func (l *Limiter) Limit(next http.Handler) http.Handler {
-	status := apierrors.NewTooManyRequests(TooManyReviewsMessage(l.Max()), RetryAfterSeconds).ErrStatus
-	status.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Status"}
+	status := metav1.Status{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Status"},
+		Status:   metav1.StatusFailure, Code: http.StatusTooManyRequests, Reason: metav1.StatusReasonTooManyRequests,
+		Message: TooManyReviewsMessage(l.Max()),
+	}
 	refusal, err := json.Marshal(status)
 	if err != nil {
 		panic(err) // a Status always encodes
@@ -68,7 +70,6 @@ func (l *Limiter) Limit(next http.Handler) http.Handler {
 		release, ok := l.TryAcquire()
 		if !ok {
 			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
 			w.WriteHeader(http.StatusTooManyRequests)
 			_, _ = w.Write(refusal)
 			return

@@ -43,7 +43,7 @@ func postLimited(h http.Handler, body []byte) limited {
 
 // TestConcurrentReviewsAreBounded fires 64 reviews of just under MaxRequestBytes at once at the
 // webhook's handler behind a Limiter of 8, while the 8 it serves are held: the other 56 are
-// refused at once with 429, Retry-After and the exact message, unread; the 8 are then judged.
+// refused at once with 429 and the exact message (no Retry-After), unread; the 8 are then judged.
 // The bytes allocated by the whole burst stay within those of the 8 reviews served plus a
 // little per refusal: what reviews hold grows with the bound, not with the callers.
 func TestConcurrentReviewsAreBounded(t *testing.T) {
@@ -80,11 +80,10 @@ func TestConcurrentReviewsAreBounded(t *testing.T) {
 		wg.Go(func() { results <- postLimited(held, body) })
 	}
 	// The refusals come back while the served reviews are still held.
-	want := limited{code: http.StatusTooManyRequests, retryAfter: "1", status: metav1.Status{
+	want := limited{code: http.StatusTooManyRequests, status: metav1.Status{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Status"},
 		Status:   metav1.StatusFailure, Code: http.StatusTooManyRequests, Reason: metav1.StatusReasonTooManyRequests,
 		Message: "too many concurrent admission reviews: tcr-assistant serves at most 8 at once; retry",
-		Details: &metav1.StatusDetails{RetryAfterSeconds: 1},
 	}}
 	for range callers - DefaultMaxConcurrentReviews {
 		assert.Equal(t, want, <-results)

@@ -66,7 +66,7 @@ func main() {
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving certificate (tls.crt, tls.key).")
 	flag.StringVar(&o.webhookExtraSA, "webhook-extra-sans", "", "Comma-separated extra DNS names or IP addresses for the webhook serving certificate, for running out of cluster.")
-	flag.IntVar(&o.webhookMaxReviews, "webhook-max-concurrent-reviews", admission.DefaultMaxConcurrentReviews, "Admission reviews served at once; more are answered 429 Too Many Requests at once, which the API server retries within the webhook's timeout.")
+	flag.IntVar(&o.webhookMaxReviews, "webhook-max-concurrent-reviews", admission.DefaultMaxConcurrentReviews, "Admission reviews served at once; more are answered 429 Too Many Requests at once, which the API server reports to the client as the refusal.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address the Go pprof endpoints bind to; empty disables them.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
