@@ -309,11 +309,14 @@ func (s *samCache) Start(ctx context.Context) error {
 			s.mu.Lock()
 			want, cur := s.wanted(), s.cur
 			if cur == nil && want.none() || cur != nil && cur.needs.equal(want) {
+				if want.none() {
+					s.err = nil // of a build nobody waits for any more
+				}
 				s.mu.Unlock()
 				break
 			}
 			if want.none() {
-				s.cur = nil
+				s.cur, s.err = nil, nil
 				s.signal()
 				s.mu.Unlock()
 				cur.stop()
