@@ -80,6 +80,9 @@ type Options struct {
 	RotationOverlap time.Duration
 	// BootstrapTimeout bounds how long Setup waits for the first certificate.
 	BootstrapTimeout time.Duration
+	// Reviews bounds the reviews served at once, shared by every webhook of the server; nil is
+	// a Limiter of DefaultMaxConcurrentReviews.
+	Reviews *Limiter
 }
 
 // withDefaults fills the unset fields.
@@ -108,6 +111,9 @@ func (o Options) withDefaults(server webhook.Server) Options {
 	defDur(&o.CheckPeriod, DefaultCheckPeriod)
 	defDur(&o.RotationOverlap, DefaultRotationOverlap)
 	defDur(&o.BootstrapTimeout, DefaultBootstrapTimeout)
+	if o.Reviews == nil {
+		o.Reviews = NewLimiter(DefaultMaxConcurrentReviews)
+	}
 	return o
 }
 
@@ -160,16 +166,16 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	if err := mgr.Add(p); err != nil {
 		return nil, fmt.Errorf("adding the certificate provisioner to the manager: %w", err)
 	}
-	server.Register(Path, Handler(mgr.GetScheme(), Validator{
+	server.Register(Path, opts.Reviews.Limit(Handler(mgr.GetScheme(), Validator{
 		Rules:          engine.NewCache(),
 		Secrets:        mgr.GetAPIReader(),
 		Namespace:      opts.Namespace,
 		CertSecretName: opts.SecretName,
-	}))
+	})))
 	if opts.ServiceAccountReferences != nil {
-		server.Register(ServiceAccountPath, ServiceAccountHandler(ServiceAccountMutator{
+		server.Register(ServiceAccountPath, opts.Reviews.Limit(ServiceAccountHandler(ServiceAccountMutator{
 			Refs: opts.ServiceAccountReferences, FieldManager: opts.FieldManager, Log: log.WithName("serviceaccounts"),
-		}))
+		})))
 	}
 	started := server.StartedChecker()
 	return func(req *http.Request) error {

@@ -12,8 +12,8 @@ import (
 
 // At 10,000 namespaces the caches hold some 50,000 objects whose metadata mostly repeats: every
 // distributed Secret of one ImagePullSecret carries the same two labels and the same controller
-// reference, every ServiceAccount it patched the same reference, and every object the same few
-// label keys. Decoding gives each object copies of its own; compact makes the cached forms share
+// reference, every ServiceAccount it patched the same reference, and every Namespace the same
+// few label keys. Decoding gives each object copies of its own; compact makes the cached forms share
 // them (docs/design.md, "Caches"). Cached objects are never modified (see store), so sharing a
 // map or a slice between them is safe; deepCopy still copies.
 
@@ -59,7 +59,6 @@ var (
 // compactMeta makes m share what it has in common with other cached objects.
 func compactMeta(m *slimMeta) {
 	m.labels = compactLabels(m.labels)
-	internKeys(m.annotations)
 	if len(m.ownerReferences) == 1 {
 		if o, ok := claimedOwner(m); ok && equalRef(m.ownerReferences[0], controllerRef(o)) {
 			m.ownerReferences = controllerRefs.get(o, m.ownerReferences)

@@ -50,8 +50,8 @@ func TestCompactSharesWhatCachedObjectsRepeat(t *testing.T) {
 	assert.NotSame(t, &a.ownerReferences[0], &again.ownerReferences[0], "the UID is not")
 	assert.Equal(t, types.UID("uid-compact-a-2"), again.ownerReferences[0].UID)
 	labelled := newSlimSecret(distributed(o, "ns-4", "team"))
-	assert.False(t, sameMap(a.labels, labelled.labels))
-	assert.Equal(t, "x", labelled.labels["team"])
+	assert.True(t, sameMap(a.labels, labelled.labels), "the cache keeps only the ownership labels (slim.go)")
+	assert.NotContains(t, labelled.labels, "team")
 	noController := distributed(o, "ns-5")
 	noController.OwnerReferences[0].Controller = nil
 	loose := newSlimSecret(noController)
@@ -76,7 +76,16 @@ func TestCompactSharesWhatCachedObjectsRepeat(t *testing.T) {
 	s1, s2, s3 := sa("ns-1", "tcr.ipscompact-a"), sa("ns-2", "tcr.ipscompact-a"), sa("ns-3", "mine", "tcr.ipscompact-a")
 	assert.Same(t, &s1.imagePullSecrets[0], &s2.imagePullSecrets[0])
 	assert.Equal(t, []corev1.LocalObjectReference{{Name: "mine"}, {Name: "tcr.ipscompact-a"}}, s3.imagePullSecrets)
-	assert.Equal(t, map[string]string{"team": "ns-2"}, s2.labels, "interning keys keeps the content")
+	assert.Nil(t, s2.labels, "the main cache keeps no ServiceAccount labels (sametadata.go)")
+
+	// Namespaces keep their labels and annotations, with interned keys, without last-applied.
+	ns := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "ns-1",
+		Labels:      map[string]string{"kubernetes.io/metadata.name": "ns-1", "team": "a"},
+		Annotations: map[string]string{"note": "n", lastAppliedAnnotation: "{}"},
+	}}
+	compactNamespace(ns)
+	assert.Equal(t, map[string]string{"kubernetes.io/metadata.name": "ns-1", "team": "a"}, ns.Labels)
+	assert.Equal(t, map[string]string{"note": "n"}, ns.Annotations)
 }
 
 func TestCompactTablesAreBounded(t *testing.T) {

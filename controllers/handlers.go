@@ -102,8 +102,9 @@ func (r *Reconciler) serviceAccountHandler() handler.TypedEventHandler[client.Ob
 			if !ok1 || !ok2 {
 				return
 			}
-			if !maps.Equal(o.labels, n.labels) || !maps.Equal(o.annotations, n.annotations) ||
-				!slices.Equal(o.imagePullSecrets, n.imagePullSecrets) {
+			// Labels and annotations are not in this cache: the ServiceAccount metadata cache
+			// (sametadata.go) asks for the pass when what a rule reads of them changed.
+			if !slices.Equal(o.imagePullSecrets, n.imagePullSecrets) {
 				r.enqueueNamespace(ctx, q, n.namespace)
 			}
 		},

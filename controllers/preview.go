@@ -100,7 +100,11 @@ type NamespacePreview struct {
 func (t *PreviewTarget) Namespace(ns *metav1.PartialObjectMetadata, sas []*corev1.ServiceAccount, secret *corev1.Secret) NamespacePreview {
 	in := planInput{owner: t.owner, rule: t.rule, data: t.data, namespace: ns}
 	for _, sa := range sas {
-		in.serviceAccounts = append(in.serviceAccounts, newSlimServiceAccount(sa))
+		// The caches keep no labels or annotations (a pass joins in what its rule reads, see
+		// sametadata.go); the preview has the objects themselves.
+		s := newSlimServiceAccount(sa)
+		s.labels, s.annotations = sa.Labels, sa.Annotations
+		in.serviceAccounts = append(in.serviceAccounts, s)
 	}
 	if secret != nil {
 		in.secret = newSlimSecret(secret)

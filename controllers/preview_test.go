@@ -142,3 +142,20 @@ func BenchmarkPreview10000Namespaces(b *testing.B) {
 		}
 	}
 }
+
+// The preview has the ServiceAccounts themselves, labels and annotations included, which the
+// controller's main cache does not keep: a rule reading them selects the same ones.
+func TestPreviewReadsServiceAccountMetadata(t *testing.T) {
+	ips := previewIPS(false)
+	ips.Spec.ServiceAccounts = "*"
+	ips.Spec.ServiceAccountSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}
+	target, err := NewPreviewTarget(ips, "uid-x", nil)
+	require.NoError(t, err)
+	ns := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}
+	got := target.Namespace(ns, []*corev1.ServiceAccount{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "labelled", Labels: map[string]string{"team": "a"}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "other", Labels: map[string]string{"team": "b"}}},
+	}, nil)
+	assert.Equal(t, []string{"labelled"}, got.ServiceAccounts)
+	assert.Equal(t, []string{"labelled"}, got.AddReferences)
+}

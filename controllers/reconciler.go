@@ -111,6 +111,7 @@ type Reconciler struct {
 	own      client.Reader // Secrets of the own namespace, where passwordSecretRef points
 	recorder events.EventRecorder
 	rules    *engine.Cache
+	saMeta   *samCache // labels and annotations of ServiceAccounts, while some rule reads them
 	opts     Options
 	queue    workqueue.TypedRateLimitingInterface[key]
 	// started is the queue once the controller runs (on the leader), for the admission webhook,
@@ -213,6 +214,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.own = own
+	enqueue := func(namespace string) {
+		if r.queue != nil {
+			r.enqueueNamespace(context.Background(), r.queue, namespace)
+		}
+	}
+	r.saMeta = newSAMCache(startSAMetadata(mgr, enqueue), enqueue)
+	if err := mgr.Add(r.saMeta); err != nil {
+		return err
+	}
 	log := mgr.GetLogger().WithValues("controller", "imagepullsecret")
 	return builder.TypedControllerManagedBy[key](mgr).
 		Named("imagepullsecret").
@@ -276,6 +286,8 @@ type target struct {
 	data  secretData
 	login registryLogin // what data is for, which adoption compares
 	cred  credential    // what the credential check probes
+	// saNeeds is what rule reads of ServiceAccount metadata, which syncNamespace joins in.
+	saNeeds saNeeds
 }
 
 // invalid is a user misconfiguration: it sets Ready=False and is not retried.
@@ -284,6 +296,12 @@ type invalid struct{ reason, message string }
 // prepare compiles the rule of ips and renders its Secret content.
 func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*target, *invalid, error) {
 	rule, errs := r.rules.Get(ips)
+	// Before anything else reads ServiceAccounts for this rule, the metadata cache keeps what
+	// it reads (a rule that does not compile reads nothing).
+	needs := needsOf(rule)
+	if err := r.saMeta.use(ctx, ips.UID, needs); err != nil {
+		return nil, nil, err
+	}
 	if len(errs) > 0 {
 		return nil, &invalid{reason: tcrv1.ReasonInvalidSpec, message: describe(errs)}, nil
 	}
@@ -317,7 +335,7 @@ func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*
 	}
 	login := registryLogin{server: ips.Spec.Docker.Server, username: ips.Spec.Docker.Username}
 	return &target{ips: ips, owner: ownerOf(ips), rule: rule, data: newSecretData(data), login: login,
-		cred: credential{server: login.server, username: login.username, password: password}}, nil, nil
+		cred: credential{server: login.server, username: login.username, password: password}, saNeeds: needs}, nil, nil
 }
 
 // describe renders field errors as the webhook does, except that the values of spec.docker,
@@ -385,6 +403,9 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 		return nsResult{}, false, err
 	}
 	in.rule, in.data, in.login = t.rule, t.data, t.login
+	if in.serviceAccounts, err = r.saMeta.join(t.saNeeds, in.serviceAccounts); err != nil {
+		return nsResult{}, false, err
+	}
 	now := time.Now().Unix()
 	for attempt := 0; ; attempt++ {
 		p := plan(in)
@@ -710,6 +731,7 @@ func (r *Reconciler) forget(name string) {
 	r.mu.Unlock()
 	if ok {
 		r.rules.Forget(uid)
+		r.saMeta.forget(uid)
 		r.results.forgetOwner(uid)
 		r.creds.forget(uid)
 	}

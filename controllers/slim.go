@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+
+	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 )
 
 // The cache keeps ServiceAccounts and distributed Secrets in the slim forms below rather than as
@@ -32,15 +34,26 @@ type slimMeta struct {
 	ownerReferences                  []metav1.OwnerReference
 }
 
-// newSlimMeta takes over the maps and slices of m, which must not be used afterwards. The
-// last-applied-configuration annotation is dropped: rules may read annotations, but this one
-// only repeats the object and can be large.
-func newSlimMeta(m *metav1.ObjectMeta) slimMeta {
-	delete(m.Annotations, lastAppliedAnnotation)
+// newSlimMeta takes over the slices of m, which must not be used afterwards. It keeps no
+// annotations and only the labels named in keep: the caches hold every ServiceAccount and every
+// distributed Secret in the cluster, and whoever may edit them could otherwise grow the
+// manager's heap without bound (2,000 ServiceAccounts with 200 KiB of annotations each are
+// 400 MB). What rules read of a ServiceAccount's labels and annotations comes from a cache of
+// its own, kept only while some rule reads them (samCache, in sametadata.go).
+func newSlimMeta(m *metav1.ObjectMeta, keep ...string) slimMeta {
+	var kept map[string]string
+	for _, k := range keep {
+		if v, ok := m.Labels[k]; ok {
+			if kept == nil {
+				kept = make(map[string]string, len(keep))
+			}
+			kept[k] = v
+		}
+	}
 	s := slimMeta{
 		namespace: m.Namespace, name: m.Name, resourceVersion: m.ResourceVersion, uid: m.UID,
 		creationTimestamp: m.CreationTimestamp, deletionTimestamp: m.DeletionTimestamp,
-		labels: m.Labels, annotations: m.Annotations, ownerReferences: m.OwnerReferences,
+		labels: kept, ownerReferences: m.OwnerReferences,
 	}
 	compactMeta(&s)
 	return s
@@ -93,7 +106,9 @@ func (m *slimMeta) deepCopy() slimMeta {
 	return c
 }
 
-// slimServiceAccount is a cached ServiceAccount: its metadata and imagePullSecrets.
+// slimServiceAccount is a cached ServiceAccount: its metadata and imagePullSecrets. Its labels
+// and annotations are empty in the cache; a pass whose rule reads them joins them in from the
+// ServiceAccount metadata cache (samCache.join).
 type slimServiceAccount struct {
 	slimMeta
 	imagePullSecrets []corev1.LocalObjectReference
@@ -122,8 +137,9 @@ type slimSecret struct {
 	logins []registryLogin
 }
 
+// newSlimSecret keeps of the labels only the two the ownership rule reads (owned, claimedOwner).
 func newSlimSecret(s *corev1.Secret) *slimSecret {
-	out := &slimSecret{slimMeta: newSlimMeta(&s.ObjectMeta), secretType: s.Type}
+	out := &slimSecret{slimMeta: newSlimMeta(&s.ObjectMeta, tcrv1.ManagedByLabel, tcrv1.OwnerLabel), secretType: s.Type}
 	for k, v := range s.Data {
 		if k == corev1.DockerConfigJsonKey {
 			out.dataHash, out.hasData = sha256.Sum256(v), true

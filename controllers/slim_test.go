@@ -31,24 +31,24 @@ func TestSlimTransform(t *testing.T) {
 	assert.Equal(t, "ns", sa.GetNamespace())
 	assert.Equal(t, "default", sa.GetName())
 	assert.Equal(t, "7", sa.GetResourceVersion())
-	assert.Equal(t, map[string]string{"team": "a"}, sa.GetLabels())
-	assert.Equal(t, map[string]string{"note": "kept"}, sa.GetAnnotations(), "the last-applied annotation is dropped")
+	assert.Nil(t, sa.GetLabels(), "the ServiceAccount metadata cache holds what rules read of labels")
+	assert.Nil(t, sa.GetAnnotations(), "the ServiceAccount metadata cache holds what rules read of annotations")
 	assert.Equal(t, []corev1.LocalObjectReference{{Name: "other"}, {Name: "tcr.ipsx"}}, sa.imagePullSecrets)
 	again, err := slimTransform(sa)
 	require.NoError(t, err)
 	assert.Same(t, sa, again, "the transform is idempotent")
 
 	c := sa.DeepCopyObject().(*slimServiceAccount)
-	c.labels["team"] = "b"
 	c.imagePullSecrets[0].Name = "changed"
-	assert.Equal(t, "a", sa.labels["team"], "a deep copy shares no map")
 	assert.Equal(t, "other", sa.imagePullSecrets[0].Name, "a deep copy shares no slice")
 
 	data := []byte(`{"auths":{}}`)
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tcr.ipsx", OwnerReferences: []metav1.OwnerReference{ref}},
-		Type:       corev1.SecretTypeDockerConfigJson,
-		Data:       map[string][]byte{corev1.DockerConfigJsonKey: data, "b": nil, "a": nil},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tcr.ipsx", OwnerReferences: []metav1.OwnerReference{ref},
+			Labels:      map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: "x", "tenant": "big"},
+			Annotations: map[string]string{"tenant": "big"}},
+		Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: data, "b": nil, "a": nil},
 	}
 	got, err = slimTransform(secret)
 	require.NoError(t, err)
@@ -58,6 +58,9 @@ func TestSlimTransform(t *testing.T) {
 	assert.True(t, s.hasData)
 	assert.Equal(t, []string{"a", "b"}, s.otherKeys)
 	assert.Equal(t, corev1.SecretTypeDockerConfigJson, s.secretType)
+	assert.Equal(t, map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: "x"}, s.GetLabels(),
+		"only the labels the ownership rule reads are kept")
+	assert.Nil(t, s.GetAnnotations())
 	claimed, ok := claimedOwner(&slimSecret{slimMeta: slimMeta{
 		labels:          map[string]string{tcrv1.ManagedByLabel: tcrv1.ManagedByValue, tcrv1.OwnerLabel: "x"},
 		ownerReferences: []metav1.OwnerReference{ref},

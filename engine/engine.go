@@ -416,3 +416,22 @@ func (r *Rule) ReadsNamespaceMetadata() bool {
 // ReadsServiceAccountMetadata reports whether the ServiceAccount verdict depends on a
 // ServiceAccount's labels or annotations, i.e. whether such a change can change the verdict.
 func (r *Rule) ReadsServiceAccountMetadata() bool { return r.saSelector != nil || r.saExpr != nil }
+
+// ServiceAccountMetadataReads tells which ServiceAccount metadata a verdict may depend on, so
+// that the controller's cache can drop the rest: all is true when serviceAccountExpression is
+// set (an expression can reach any label or annotation, even through dyn(serviceAccount)[key]);
+// otherwise labelKeys are the label keys serviceAccountSelector names, and annotations are never
+// read. A rule that reads none returns (nil, false).
+func (r *Rule) ServiceAccountMetadataReads() (labelKeys []string, all bool) {
+	if r.saExpr != nil {
+		return nil, true
+	}
+	if r.saSelector == nil {
+		return nil, false
+	}
+	reqs, _ := r.saSelector.Requirements()
+	for _, req := range reqs {
+		labelKeys = append(labelKeys, req.Key())
+	}
+	return labelKeys, false
+}

@@ -763,3 +763,30 @@ func TestConcurrentMatch(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestServiceAccountMetadataReads(t *testing.T) {
+	for name, tt := range map[string]struct {
+		spec     tcrv1.ImagePullSecretSpec
+		wantKeys []string
+		wantAll  bool
+	}{
+		"names only":                {spec: tcrv1.ImagePullSecretSpec{Namespaces: "*", ServiceAccounts: "a"}},
+		"namespace metadata only":   {spec: tcrv1.ImagePullSecretSpec{Namespaces: "*", ServiceAccounts: "*", NamespaceExpression: `namespace.annotations["x"] == "y"`}},
+		"empty selector reads none": {spec: tcrv1.ImagePullSecretSpec{Namespaces: "*", ServiceAccounts: "*", ServiceAccountSelector: &metav1.LabelSelector{}}},
+		"selector keys": {spec: tcrv1.ImagePullSecretSpec{Namespaces: "*", ServiceAccounts: "*", ServiceAccountSelector: &metav1.LabelSelector{
+			MatchLabels:      map[string]string{"team": "a"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpDoesNotExist}},
+		}}, wantKeys: []string{"team", "tier"}},
+		"expression reads everything": {spec: tcrv1.ImagePullSecretSpec{Namespaces: "*", ServiceAccounts: "*", ServiceAccountSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}},
+			ServiceAccountExpression: `dyn(serviceAccount)["annot" + "ations"].size() > 0`}, wantAll: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, errs := Compile(&tt.spec)
+			require.Empty(t, errs)
+			keys, all := r.ServiceAccountMetadataReads()
+			assert.ElementsMatch(t, tt.wantKeys, keys)
+			assert.Equal(t, tt.wantAll, all)
+			assert.Equal(t, len(tt.wantKeys) > 0 || tt.wantAll, len(keys) > 0 || all)
+		})
+	}
+}
