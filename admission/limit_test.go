@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -43,7 +44,8 @@ func postLimited(h http.Handler, body []byte) limited {
 
 // TestConcurrentReviewsAreBounded fires 64 reviews of just under MaxRequestBytes at once at the
 // webhook's handler behind a Limiter of 8, while the 8 it serves are held: the other 56 are
-// refused at once with 429 and the exact message (no Retry-After), unread; the 8 are then judged.
+// refused with 429 and the exact message (no Retry-After), unread (32 after waiting ReviewWait
+// for a slot, 24 at once); the 8 are then judged.
 // The bytes allocated by the whole burst stay within those of the 8 reviews served plus a
 // little per refusal: what reviews hold grows with the bound, not with the callers.
 func TestConcurrentReviewsAreBounded(t *testing.T) {
@@ -132,4 +134,50 @@ func TestTheLimitIsSharedByHandlers(t *testing.T) {
 	close(gate)
 	wg.Wait()
 	assert.Equal(t, http.StatusNoContent, postLimited(other, nil).code)
+}
+
+// TestAReviewOverTheBoundWaitsForASlot: a burst a little over the bound is served, not refused:
+// a review that finds every slot taken waits for one, unread; when more are already waiting than
+// 4 per slot, the next is refused at once; a wait that outlasts the Limiter's wait is refused.
+func TestAReviewOverTheBoundWaitsForASlot(t *testing.T) {
+	l := NewLimiter(2)
+	l.wait = time.Hour // no waiting review gives up during the test, but the last one below
+	gate, entered := make(chan struct{}), make(chan struct{}, 16)
+	hold := l.Limit(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		<-gate
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	results := make(chan int, 16)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { results <- postLimited(hold, nil).code })
+		<-entered
+	}
+	// 8 (4 per slot) wait; none is served, none is refused while the slots are held.
+	for range 8 {
+		wg.Go(func() { results <- postLimited(hold, nil).code })
+	}
+	require.Eventually(t, func() bool { return len(l.waiting) == 8 }, 10*time.Second, time.Millisecond)
+	assert.Empty(t, results)
+	r := postLimited(hold, nil)
+	assert.Equal(t, http.StatusTooManyRequests, r.code, "the waiting room is full: refused at once")
+	assert.Equal(t, "too many concurrent admission reviews: tcr-assistant serves at most 2 at once; retry", r.status.Message)
+	close(gate)
+	wg.Wait()
+	close(results)
+	for code := range results {
+		assert.Equal(t, http.StatusNoContent, code, "the 2 held and the 8 waiting are all served")
+	}
+
+	// A wait that outlasts the Limiter's wait is refused.
+	l.wait = 10 * time.Millisecond
+	release, ok := l.TryAcquire()
+	require.True(t, ok)
+	release2, ok := l.TryAcquire()
+	require.True(t, ok)
+	assert.Equal(t, http.StatusTooManyRequests, postLimited(hold, nil).code)
+	release()
+	release2()
+	assert.Empty(t, l.waiting, "a refused review leaves the waiting room")
 }
