@@ -62,10 +62,15 @@ type registryLogin struct {
 	server, username string
 }
 
+// maxAdoptionLogins bounds the logins kept of one Secret. The original wrote one auths entry per
+// Secret; anyone who can create a Secret could write thousands, which the cache would keep.
+const maxAdoptionLogins = 8
+
 // dockerLogins returns the logins a .dockerconfigjson holds: per auths entry, its server and its
 // username field, or, when that is empty, the user part of its auth field. Passwords are not
 // kept: the username field is decoded alone, and of auth only what precedes the colon. A
-// document that does not parse holds none.
+// document that does not parse, or that has more than maxAdoptionLogins entries (never the
+// original's), holds none: its Secret is never adopted.
 func dockerLogins(data []byte) []registryLogin {
 	var doc struct {
 		Auths map[string]struct {
@@ -73,7 +78,7 @@ func dockerLogins(data []byte) []registryLogin {
 			Auth     string `json:"auth"`
 		} `json:"auths"`
 	}
-	if json.Unmarshal(data, &doc) != nil {
+	if json.Unmarshal(data, &doc) != nil || len(doc.Auths) > maxAdoptionLogins {
 		return nil
 	}
 	out := make([]registryLogin, 0, len(doc.Auths))

@@ -3,6 +3,8 @@ package controllers
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -91,6 +93,8 @@ func TestDockerLogins(t *testing.T) {
 			want: []registryLogin{{server: "r.example.com"}},
 		},
 		"a document that does not parse holds none": {data: `{"auths":`},
+		"more entries than the bound hold none":     {data: manyAuths(maxAdoptionLogins + 1)},
+		"as many entries as the bound are kept":     {data: manyAuths(maxAdoptionLogins), want: manyLogins(maxAdoptionLogins)},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -123,4 +127,22 @@ func TestSlimSecretKeepsLoginsOfAdoptionCandidatesOnly(t *testing.T) {
 		edit(s)
 		assert.Nil(t, newSlimSecret(s).logins, name)
 	}
+}
+
+// manyAuths is a .dockerconfigjson of n servers s0.example.com... with user u.
+func manyAuths(n int) string {
+	entries := make([]string, n)
+	for i := range n {
+		entries[i] = fmt.Sprintf(`"s%d.example.com":{"username":"u"}`, i)
+	}
+	return `{"auths":{` + strings.Join(entries, ",") + `}}`
+}
+
+func manyLogins(n int) []registryLogin {
+	out := make([]registryLogin, n)
+	for i := range n {
+		out[i] = registryLogin{server: fmt.Sprintf("s%d.example.com", i), username: "u"}
+	}
+	slices.SortFunc(out, func(a, b registryLogin) int { return strings.Compare(a.server, b.server) })
+	return out
 }
