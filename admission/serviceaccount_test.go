@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,13 +173,11 @@ func createSA(t *testing.T, namespace, name string, refs ...string) []string {
 // ref alone.
 func waitMutating(t *testing.T, namespace, ref, name string) {
 	t.Helper()
-	var last []string
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
-		require.NoError(t, env.Client.Create(context.Background(), sa, client.DryRunAll))
-		last = refNames(sa)
-		return len(last) == 1 && last[0] == ref
-	}, time.Minute, 100*time.Millisecond, "the ServiceAccount webhook never answered; last references %v", last)
+		require.NoError(c, env.Client.Create(context.Background(), sa, client.DryRunAll))
+		assert.Equal(c, []string{ref}, refNames(sa))
+	}, time.Minute, 100*time.Millisecond, "the ServiceAccount webhook never answered with the reference")
 }
 
 func TestServiceAccountsGetTheirReferencesAtAdmission(t *testing.T) {
@@ -231,6 +230,78 @@ func TestServiceAccountsGetTheirReferencesAtAdmission(t *testing.T) {
 			return assert.ObjectsAreEqual([]string{refAll}, refNames(sa))
 		}, time.Minute, 100*time.Millisecond, "the controller's removal did not hold")
 	})
+}
+
+// TestAReviewPlansABoundedNumberOfImagePullSecrets: a ServiceAccount review plans at most
+// controllers.MaxAdmissionImagePullSecrets ImagePullSecrets, the first by name, so that its work
+// stays within the webhook's timeout whatever the number of rules; the controller adds the
+// references of the others after admission, behind the user's and the webhook's.
+func TestAReviewPlansABoundedNumberOfImagePullSecrets(t *testing.T) {
+	startController(t)
+	ctx := context.Background()
+	const capLabel, n = "tcr-test/review-bound", controllers.MaxAdmissionImagePullSecrets + 4
+	var all []string // the references of the n ImagePullSecrets, in name order
+	for i := range n {
+		ips := goodIPS(fmt.Sprintf("zz-bound-%03d", i))
+		ips.Labels = map[string]string{capLabel: "true"}
+		ips.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{saLabel: "bound"}}
+		require.NoError(t, env.Client.Create(ctx, ips))
+		all = append(all, ips.SecretName())
+	}
+	t.Cleanup(func() {
+		require.NoError(t, env.Client.DeleteAllOf(ctx, &tcrv1.ImagePullSecret{}, client.MatchingLabels{capLabel: "true"}))
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			list := &tcrv1.ImagePullSecretList{}
+			require.NoError(c, env.Client.List(ctx, list, client.MatchingLabels{capLabel: "true"}))
+			assert.Empty(c, list.Items)
+		}, 2*time.Minute, 200*time.Millisecond, "the ImagePullSecrets were not cleaned up")
+	})
+	// What a review reaches: the first MaxAdmissionImagePullSecrets of every ImagePullSecret in
+	// the cluster by name (other tests' may sort before these), once the controller has taken
+	// each on.
+	var reached []string
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		list := &tcrv1.ImagePullSecretList{}
+		require.NoError(c, env.Client.List(ctx, list))
+		names := make([]string, 0, len(list.Items))
+		taken := 0
+		for _, ips := range list.Items {
+			names = append(names, ips.Name)
+			if ips.Labels[capLabel] == "true" && len(ips.Finalizers) > 0 {
+				taken++
+			}
+		}
+		slices.Sort(names)
+		reached = nil
+		for _, name := range names[:controllers.MaxAdmissionImagePullSecrets] {
+			if strings.HasPrefix(name, "zz-bound-") {
+				reached = append(reached, tcrv1.SecretNamePrefix+name)
+			}
+		}
+		assert.Equal(c, n, taken, "ImagePullSecrets with the controller's finalizer")
+	}, 2*time.Minute, 200*time.Millisecond, "the controller never took the ImagePullSecrets on")
+	require.NotEmpty(t, reached)
+	require.Less(t, len(reached), n)
+
+	saNamespace(t, "sa-bound", "bound")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "sa-bound", Name: "probe"}}
+		require.NoError(c, env.Client.Create(ctx, sa, client.DryRunAll))
+		assert.Equal(c, reached, refNames(sa))
+	}, time.Minute, 200*time.Millisecond, "a review never answered with the references of exactly the first %d ImagePullSecrets",
+		controllers.MaxAdmissionImagePullSecrets)
+
+	assert.Equal(t, append([]string{"user-a"}, reached...), createSA(t, "sa-bound", "runner", "user-a"),
+		"admitted with the references of the ImagePullSecrets a review reaches, after the user's")
+	var got []string
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		sa := &corev1.ServiceAccount{}
+		require.NoError(c, env.Client.Get(ctx, client.ObjectKey{Namespace: "sa-bound", Name: "runner"}, sa))
+		got = refNames(sa)
+		assert.Len(c, got, n+1)
+	}, 2*time.Minute, 200*time.Millisecond, "the controller never added the references the review left out")
+	assert.Equal(t, append([]string{"user-a"}, reached...), got[:len(reached)+1], "the admitted references stay first, in order")
+	assert.ElementsMatch(t, append([]string{"user-a"}, all...), got)
 }
 
 // TestWithTheManagerStoppedServiceAccountsAreAdmitted points a copy of the ServiceAccount webhook

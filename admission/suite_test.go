@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -141,11 +142,9 @@ func startWebhookAs(t testing.TB, cfg *rest.Config, port int, opts admission.Opt
 // waitReady waits until the replica's readiness check passes.
 func (p *webhookProcess) waitReady(t testing.TB) {
 	t.Helper()
-	var last error
-	require.Eventually(t, func() bool {
-		last = p.ready(httptest.NewRequest(http.MethodGet, "/readyz", nil))
-		return last == nil
-	}, time.Minute, 100*time.Millisecond, "the webhook never became ready: %v", last)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.NoError(c, p.ready(httptest.NewRequest(http.MethodGet, "/readyz", nil)))
+	}, time.Minute, 100*time.Millisecond, "the webhook never became ready")
 }
 
 // servedCertificate returns the certificate the replica presents in a TLS handshake.
@@ -260,10 +259,11 @@ func waitServing(t testing.TB, name string) {
 	t.Helper()
 	ctx := context.Background()
 	bad, want := webhookRefusal("probe-" + name)
-	var last error
-	require.Eventually(t, func() bool {
-		last = env.Client.Create(ctx, bad.DeepCopy(), client.DryRunAll)
-		return last != nil && strings.Contains(last.Error(), want)
-	}, time.Minute, 200*time.Millisecond, "the API server never got the webhook's refusal; last error: %v", last)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		err := env.Client.Create(ctx, bad.DeepCopy(), client.DryRunAll)
+		if assert.Error(c, err) {
+			assert.Contains(c, err.Error(), want)
+		}
+	}, time.Minute, 200*time.Millisecond, "the API server never got the webhook's refusal")
 	require.NoError(t, env.Client.Create(ctx, goodIPS("probe-"+name), client.DryRunAll))
 }
