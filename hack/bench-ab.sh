@@ -31,6 +31,7 @@ mkdir -p bin "$work/tree" "$work/ref"
 CGO_ENABLED=0 "$GO" build -trimpath -o bin/ ./bench/cmd/tcr-bench
 build "$work/tree/manager"
 echo "Building $ref's manager into $work/ref..." >&2
+trap 'git worktree remove --force "$work/src" 2>/dev/null || true' EXIT
 git worktree add --detach --quiet "$work/src" "$ref"
 (cd "$work/src" && build "$work/ref/manager")
 git worktree remove --force "$work/src"
