@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -48,13 +47,8 @@ func (a Admission) References(ctx context.Context, sa *corev1.ServiceAccount) ([
 		return nil, err
 	}
 	// The ServiceAccount as the cache would hold it, so that rules see what they see in a pass.
-	annotations := sa.Annotations
-	if _, ok := annotations[lastAppliedAnnotation]; ok {
-		annotations = maps.Clone(annotations)
-		delete(annotations, lastAppliedAnnotation)
-	}
 	slim := &slimServiceAccount{
-		slimMeta:         slimMeta{namespace: sa.Namespace, name: sa.Name, labels: sa.Labels, annotations: annotations},
+		slimMeta:         slimMeta{namespace: sa.Namespace, name: sa.Name, labels: sa.Labels, annotations: withoutLastApplied(sa.Annotations)},
 		imagePullSecrets: sa.ImagePullSecrets,
 	}
 	list := r.imagePullSecrets(ctx)

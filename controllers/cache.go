@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +18,16 @@ import (
 // lastAppliedAnnotation is dropped from cached objects: rules may read annotations, but this
 // one only repeats the object and can be large.
 const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
+// withoutLastApplied returns annotations without lastAppliedAnnotation; it copies them only
+// when that annotation is there, so a shared map is never modified.
+func withoutLastApplied(annotations map[string]string) map[string]string {
+	if _, ok := annotations[lastAppliedAnnotation]; ok {
+		annotations = maps.Clone(annotations)
+		delete(annotations, lastAppliedAnnotation)
+	}
+	return annotations
+}
 
 // CacheOptions returns the manager cache configuration the reconciler needs, so that the manager
 // holds only what the controller owns or reads: the Secrets carrying ManagedByLabel, never every

@@ -101,7 +101,7 @@ func (c *credentials) cas(ctx context.Context) (*x509.CertPool, [32]byte) {
 	var pool *x509.CertPool
 	if err == nil {
 		if data, err = os.ReadFile(c.caFile); err == nil {
-			pool, err = credcheck.LoadCAs(c.caFile)
+			pool, err = credcheck.ParseCAs(c.caFile, data)
 		}
 	}
 	if err != nil {
@@ -223,8 +223,9 @@ func (r *Reconciler) credentialStatus(ips *tcrv1.ImagePullSecret, cur, st *tcrv1
 	}
 	expired := hasExpiry && !now.Before(expiry)
 	at := expiry.UTC().Format(time.RFC3339)
+	expiredMsg := "the password is a token that expired at " + at
 	if expired {
-		res = &credcheck.Result{Outcome: credcheck.Rejected, Message: "the password is a token that expired at " + at}
+		res = &credcheck.Result{Outcome: credcheck.Rejected, Message: expiredMsg}
 	}
 	if res != nil {
 		status, reason := metav1.ConditionUnknown, string(res.Outcome)
@@ -248,8 +249,7 @@ func (r *Reconciler) credentialStatus(ips *tcrv1.ImagePullSecret, cur, st *tcrv1
 	st.CredentialExpiresAt = &metav1.Time{Time: expiry.Truncate(time.Second)}
 	switch {
 	case expired:
-		setCondition(st, ips.Generation, tcrv1.ConditionCredentialExpiring, metav1.ConditionTrue, tcrv1.ReasonExpired,
-			"the password is a token that expired at "+at)
+		setCondition(st, ips.Generation, tcrv1.ConditionCredentialExpiring, metav1.ConditionTrue, tcrv1.ReasonExpired, expiredMsg)
 	case expiry.Sub(now) < c.warning:
 		msg := fmt.Sprintf("the password is a token that expires at %s, in less than %s (--credential-expiry-warning)", at, c.warning)
 		if !conditionIs(cur, tcrv1.ConditionCredentialExpiring, metav1.ConditionTrue, tcrv1.ReasonExpiresSoon, msg) {

@@ -106,12 +106,7 @@ func (n saNeeds) intersect(m saNeeds) saNeeds {
 // annotation is never kept: it only repeats the object.
 func (n saNeeds) keep(m *metav1.ObjectMeta) (labels, annotations map[string]string) {
 	if n.all {
-		annotations = m.Annotations
-		if _, ok := annotations[lastAppliedAnnotation]; ok {
-			annotations = maps.Clone(annotations)
-			delete(annotations, lastAppliedAnnotation)
-		}
-		return m.Labels, annotations
+		return m.Labels, withoutLastApplied(m.Annotations)
 	}
 	for _, k := range n.labels {
 		if v, ok := m.Labels[k]; ok {

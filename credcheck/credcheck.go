@@ -78,6 +78,11 @@ func LoadCAs(file string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the registry CA file: %w", err)
 	}
+	return ParseCAs(file, data)
+}
+
+// ParseCAs is LoadCAs for data already read from file (named in the error).
+func ParseCAs(file string, data []byte) (*x509.CertPool, error) {
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()

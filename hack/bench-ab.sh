@@ -36,20 +36,18 @@ git worktree add --detach --quiet "$work/src" "$ref"
 (cd "$work/src" && build "$work/ref/manager")
 git worktree remove --force "$work/src"
 
-# An older manager may not know a flag the harness passes: the wrapper drops those it lacks.
+# An older manager may lack --metrics-secure (the harness passes --metrics-secure=false): its
+# wrapper drops that argument.
 for b in ref tree; do
-	known=$("$work/$b/manager" -h 2>&1 || true)
-	{
-		echo '#!/usr/bin/env bash'
-		echo 'args=()'
-		echo 'for a in "$@"; do'
-		for f in metrics-secure; do
-			grep -q -- "-$f" <<<"$known" || echo "  case \$a in --$f|--$f=*) continue;; esac"
-		done
-		echo '  args+=("$a")'
-		echo 'done'
-		echo "exec $work/$b/manager \"\${args[@]}\""
-	} >"$work/$b/run"
+	drop=
+	help=$("$work/$b/manager" -h 2>&1 || true)
+	grep -q -- -metrics-secure <<<"$help" || drop=--metrics-secure=false
+	cat >"$work/$b/run" <<EOF
+#!/usr/bin/env bash
+args=()
+for a in "\$@"; do [ "\$a" = "$drop" ] || args+=("\$a"); done
+exec $work/$b/manager "\${args[@]}"
+EOF
 	chmod +x "$work/$b/run"
 done
 

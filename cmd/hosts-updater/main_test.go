@@ -19,9 +19,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/tcr-assistant/tcr-assistant/agent"
 	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
@@ -54,19 +51,6 @@ func install(t *testing.T) {
 	})
 }
 
-// writeKubeconfig writes a kubeconfig for cfg, for the command's --kubeconfig flag.
-func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
-	t.Helper()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
-	kc.CurrentContext = "test"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	require.NoError(t, clientcmd.WriteToFile(*kc, path))
-	return path
-}
-
 // startAgent runs the command in-process as the agent's ServiceAccount against hostsFile, and
 // returns the base URLs of its metrics and probe endpoints.
 func startAgent(t *testing.T, hostsFile string, extraArgs ...string) (metricsURL, probesURL string) {
@@ -75,7 +59,7 @@ func startAgent(t *testing.T, hostsFile string, extraArgs ...string) (metricsURL
 	cfg, err := env.AddUser(agentUser, "system:serviceaccounts", "system:serviceaccounts:"+namespace)
 	require.NoError(t, err)
 	args := append([]string{
-		"--kubeconfig", writeKubeconfig(t, cfg),
+		"--kubeconfig", testenv.WriteKubeconfig(t, cfg),
 		"--namespace", namespace,
 		"--hosts-file", hostsFile,
 		"--metrics-bind-address", "127.0.0.1:0",

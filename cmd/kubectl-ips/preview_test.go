@@ -17,9 +17,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -398,7 +395,7 @@ func TestPreviewAsReadOnlyUser(t *testing.T) {
 	}))
 	cfg, err := env.AddUser("preview-reader")
 	require.NoError(t, err)
-	kubeconfig := writeKubeconfig(t, cfg)
+	kubeconfig := testenv.WriteKubeconfig(t, cfg)
 
 	code, out, errOut := runPreview(t, "demo", "--kubeconfig", kubeconfig)
 	assert.Equal(t, 0, code, errOut)
@@ -409,19 +406,6 @@ func TestPreviewAsReadOnlyUser(t *testing.T) {
 	require.NoError(t, err)
 	err = readerClient.Create(ctx, serviceAccount("team-a", "probe"))
 	assert.ErrorContains(t, err, `serviceaccounts is forbidden: User "preview-reader" cannot create resource "serviceaccounts"`)
-}
-
-// writeKubeconfig writes a kubeconfig file for cfg.
-func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
-	t.Helper()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
-	kc.CurrentContext = "test"
-	p := filepath.Join(t.TempDir(), "kubeconfig")
-	require.NoError(t, clientcmd.WriteToFile(*kc, p))
-	return p
 }
 
 func TestPreviewInvalidInput(t *testing.T) {
