@@ -158,12 +158,23 @@ func TestAReviewOverTheBoundWaitsForASlot(t *testing.T) {
 	for range 8 {
 		wg.Go(func() { results <- postLimited(hold, nil).code })
 	}
+	release := sync.OnceFunc(func() { close(gate) })
+	defer release() // a failure below frees every review it holds, so the test ends
 	require.Eventually(t, func() bool { return len(l.waiting) == 8 }, 10*time.Second, time.Millisecond)
 	assert.Empty(t, results)
-	r := postLimited(hold, nil)
-	assert.Equal(t, http.StatusTooManyRequests, r.code, "the waiting room is full: refused at once")
-	assert.Equal(t, "too many concurrent admission reviews: tcr-assistant serves at most 2 at once; retry", r.status.Message)
-	close(gate)
+	// The next one is refused at once; one that waited instead (a waiting room without its
+	// bound) fails the test within a second rather than waiting out l.wait.
+	over := make(chan limited, 1)
+	go func() { over <- postLimited(hold, nil) }()
+	select {
+	case r := <-over:
+		assert.Equal(t, http.StatusTooManyRequests, r.code, "the waiting room is full: refused at once")
+		assert.Equal(t, "too many concurrent admission reviews: tcr-assistant serves at most 2 at once; retry", r.status.Message)
+	case <-time.After(time.Second):
+		release()
+		require.Fail(t, "the waiting room is full, yet a review over the bound waited instead of being refused at once")
+	}
+	release()
 	wg.Wait()
 	close(results)
 	for code := range results {
@@ -172,12 +183,12 @@ func TestAReviewOverTheBoundWaitsForASlot(t *testing.T) {
 
 	// A wait that outlasts the Limiter's wait is refused.
 	l.wait = 10 * time.Millisecond
-	release, ok := l.TryAcquire()
+	release1, ok := l.TryAcquire()
 	require.True(t, ok)
 	release2, ok := l.TryAcquire()
 	require.True(t, ok)
 	assert.Equal(t, http.StatusTooManyRequests, postLimited(hold, nil).code)
-	release()
+	release1()
 	release2()
 	assert.Empty(t, l.waiting, "a refused review leaves the waiting room")
 }

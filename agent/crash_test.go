@@ -190,3 +190,51 @@ func FuzzRecoverContent(f *testing.F) {
 		require.Equal(t, string(want), fileContent(t, path), "crash at byte %d of %d", k, record+len(content))
 	})
 }
+
+// TestATornJournalRecordIsNeverTaken: a journal record of the right length whose body is not
+// what its checksum says (one byte flipped, or zero-filled as a torn write on some filesystems
+// leaves it) is never taken as the new content. The next run truncates the file back to the
+// content it held before the interrupted write; the whole record, for contrast, is rolled
+// forward.
+func TestATornJournalRecordIsNeverTaken(t *testing.T) {
+	for name, tc := range crashCases {
+		content := Merge([]byte(tc.old), tc.entries).Content
+		require.NotEqual(t, tc.old, string(content), name)
+		at := max(len(tc.old), len(content))
+		// The file as step 1 of writeContent leaves it: the old content, a hole of NULs up to
+		// the record, the record.
+		file := func(record []byte) []byte {
+			raw := append([]byte(tc.old), make([]byte, at-len(tc.old))...)
+			return append(raw, record...)
+		}
+		whole := journalRecord(len(tc.old), content)
+		body := len(whole) - len(content)
+		flipped := bytes.Clone(whole)
+		flipped[body+len(content)/2] ^= 0x20
+		zeroed := bytes.Clone(whole)
+		clear(zeroed[body:])
+		for what, tt := range map[string]struct {
+			record []byte
+			want   string
+		}{
+			"whole":             {whole, string(content)},
+			"one byte flipped":  {flipped, tc.old},
+			"zero-filled body":  {zeroed, tc.old},
+			"flipped, last one": {append(bytes.Clone(whole[:len(whole)-1]), whole[len(whole)-1]^1), tc.old},
+		} {
+			t.Run(name+"/"+what, func(t *testing.T) {
+				require.Len(t, tt.record, len(whole), "a record of the right length")
+				got, interrupted := recoverContent(file(tt.record))
+				assert.True(t, interrupted)
+				assert.Equal(t, tt.want, string(got))
+
+				path := filepath.Join(t.TempDir(), "hosts")
+				require.NoError(t, os.WriteFile(path, file(tt.record), 0o644))
+				changed, err := UpdateFile(context.Background(), path, func(b []byte) []byte { return b })
+				require.NoError(t, err)
+				assert.True(t, changed, "the interrupted write is repaired")
+				assert.Equal(t, tt.want, fileContent(t, path))
+			})
+		}
+	}
+}

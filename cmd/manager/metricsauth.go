@@ -46,6 +46,7 @@ type metricsAuth struct {
 	tokens    authenticationclient.TokenReviewInterface
 	reviews   authorizationclient.SubjectAccessReviewInterface
 	decisions decisionCache
+	now       func() time.Time
 }
 
 // decisionCache keeps decisions for metricsAuthTTL, at most max of them: callers choose the
@@ -72,8 +73,8 @@ func (c *decisionCache) put(k [sha256.Size]byte, d metricsDecision) {
 	c.m[k] = d
 }
 
-// withTokenAuthentication is a metricsserver.Options.FilterProvider.
-func withTokenAuthentication(cfg *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
+// newMetricsAuth returns the filter's state: its clients of the reviews and an empty cache.
+func newMetricsAuth(cfg *rest.Config, hc *http.Client) (*metricsAuth, error) {
 	authn, err := authenticationclient.NewForConfigAndClient(cfg, hc)
 	if err != nil {
 		return nil, err
@@ -82,8 +83,16 @@ func withTokenAuthentication(cfg *rest.Config, hc *http.Client) (metricsserver.F
 	if err != nil {
 		return nil, err
 	}
-	a := &metricsAuth{tokens: authn.TokenReviews(), reviews: authz.SubjectAccessReviews(),
-		decisions: decisionCache{max: metricsAuthCacheSize}}
+	return &metricsAuth{tokens: authn.TokenReviews(), reviews: authz.SubjectAccessReviews(),
+		decisions: decisionCache{max: metricsAuthCacheSize}, now: time.Now}, nil
+}
+
+// withTokenAuthentication is a metricsserver.Options.FilterProvider.
+func withTokenAuthentication(cfg *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
+	a, err := newMetricsAuth(cfg, hc)
+	if err != nil {
+		return nil, err
+	}
 	return func(log logr.Logger, next http.Handler) (http.Handler, error) {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			d := a.decide(log, req)
@@ -103,7 +112,7 @@ func (a *metricsAuth) decide(log logr.Logger, req *http.Request) metricsDecision
 	}
 	verb := strings.ToLower(req.Method)
 	key := sha256.Sum256([]byte(verb + " " + req.URL.Path + " " + token))
-	now := time.Now()
+	now := a.now()
 	if d, ok := a.decisions.get(key, now); ok {
 		return d
 	}
