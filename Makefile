@@ -200,6 +200,48 @@ $(CONTROLLER_GEN):
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
+##@ Single-node cluster
+
+# The node of the single-node test cluster (test/node): kubelet, kube-controller-manager,
+# kube-scheduler and kube-proxy of the control plane's pinned k8s.io/kubernetes, linked once as
+# bin/node (hard links of each program's name call it); containerd and ctr of
+# hack/tools/containerd, linked once as bin/containerd, and its runc shim, a binary of its own.
+# runc and the CNI plugins come from Debian's packages. The first build took 40 minutes on two
+# busy cores (README, "Single-node cluster").
+NODE_PROGRAMS := kubelet kube-controller-manager kube-scheduler kube-proxy
+CONTAINERD_DIR := hack/tools/containerd
+# The version the components report (a build from the module has none of its own).
+K8S_VERSION := $(shell sed -n 's/^[[:space:]]*k8s\.io\/kubernetes v\([0-9.]*\)$$/\1/p' $(CONTROLPLANE_DIR)/go.mod | head -n 1)
+NODE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=v$(K8S_VERSION) \
+  -X k8s.io/component-base/version.gitMajor=$(word 1,$(subst ., ,$(K8S_VERSION))) \
+  -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION))) \
+  -X k8s.io/client-go/pkg/version.gitVersion=v$(K8S_VERSION)
+# What the node needs from Debian, as "command-or-file:package".
+NODE_PACKAGES := runc:runc /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables conntrack:conntrack
+
+.PHONY: node-binaries
+node-binaries: $(BIN)/node $(BIN)/containerd node-packages ## Build the node's programs into bin/ and install runc and the CNI plugins when missing.
+
+$(BIN)/node: $(CONTROLPLANE_DIR)/go.mod $(CONTROLPLANE_DIR)/go.sum $(CONTROLPLANE_DIR)/node/main.go
+	cd $(CONTROLPLANE_DIR) && $(SHIPPED) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(NODE_LDFLAGS)' -o $(BIN)/node ./node
+	for p in $(NODE_PROGRAMS); do ln -f $(BIN)/node $(BIN)/$$p; done
+
+$(BIN)/containerd: $(CONTAINERD_DIR)/go.mod $(CONTAINERD_DIR)/go.sum $(CONTAINERD_DIR)/main.go $(CONTAINERD_DIR)/shim/main.go
+	cd $(CONTAINERD_DIR) && $(SHIPPED) $(GO) build $(GOFLAGS_BUILD) -tags "no_btrfs no_devmapper no_zfs" -o $(BIN)/containerd . && \
+	  $(SHIPPED) $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/containerd-shim-runc-v2 ./shim
+	ln -f $(BIN)/containerd $(BIN)/ctr
+
+.PHONY: node-packages
+node-packages: ## Install the Debian packages the node needs (runc, CNI plugins, iptables, conntrack) when missing.
+	@missing=(); for want in $(NODE_PACKAGES); do what=$${want%%:*}; \
+	  if [[ $$what == /* ]]; then [[ -e $$what ]] || missing+=("$${want##*:}"); \
+	  else command -v "$$what" >/dev/null || missing+=("$${want##*:}"); fi; done; \
+	if (( $${#missing[@]} == 0 )); then exit 0; fi; \
+	if [[ $$(id -u) != 0 ]]; then echo "the node needs Debian packages: run 'apt-get install $${missing[*]}' as root"; exit 1; fi; \
+	echo "installing $${missing[*]}"; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$${missing[@]}" >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$${missing[@]}" >/dev/null; }
+
 ##@ hosts-updater
 
 # FUZZTIME is how long each fuzz target of `make fuzz-agent` runs: a duration, or an iteration
