@@ -116,6 +116,13 @@ func Generate(bundle []byte) (map[string]string, string, error) {
 		for _, m := range imageLine.FindAllStringSubmatch(doc, -1) {
 			images[m[2]] = true
 		}
+		if o.Kind == "CustomResourceDefinition" {
+			// A CRD is the same in every install; its schema's descriptions may mention the
+			// default namespace as documentation, but nothing else of it may name it.
+			if err := namespaceOnlyInDescriptions(doc); err != nil {
+				return nil, "", fmt.Errorf("%s %s: %w", o.Kind, o.Metadata.Name, err)
+			}
+		}
 		if o.Kind == "ConfigMap" && o.Metadata.Name == hostsConfigMap {
 			var err error
 			if doc, hostsDefault, err = hostsTemplate(doc); err != nil {
@@ -124,13 +131,7 @@ func Generate(bundle []byte) (map[string]string, string, error) {
 		} else {
 			doc = escape(doc)
 		}
-		if o.Kind == "CustomResourceDefinition" {
-			// A CRD is the same in every install; its schema's descriptions may mention the
-			// default namespace as documentation, but nothing else of it may name it.
-			if err := namespaceOnlyInDescriptions(doc); err != nil {
-				return nil, "", fmt.Errorf("%s %s: %w", o.Kind, o.Metadata.Name, err)
-			}
-		} else {
+		if o.Kind != "CustomResourceDefinition" {
 			doc = inReleaseNamespace(doc)
 		}
 		doc = imageLine.ReplaceAllString(doc, `${1}{{ include "tcr-assistant.image" . }}`)
