@@ -33,6 +33,50 @@ metadata:
   namespace: tcr-assistant-system
 `
 
+const namespace = `apiVersion: v1
+kind: Namespace
+metadata:
+  labels:
+    pod-security.kubernetes.io/enforce: privileged
+  name: tcr-assistant-system
+`
+
+// references names the bundle's namespace in every way config/ does, and twice in ways that are
+// other names.
+const references = `apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: binding
+  namespace: tcr-assistant-system
+  annotations:
+    user: system:serviceaccount:tcr-assistant-system:manager
+    dns: webhook.tcr-assistant-system.svc
+    cel: request.namespace == 'tcr-assistant-system'
+    flag: --namespace=tcr-assistant-system
+    longer: tcr-assistant-system-2
+    prefixed: my-tcr-assistant-system
+subjects:
+- kind: ServiceAccount
+  name: manager
+  namespace: tcr-assistant-system
+values:
+- tcr-assistant-system
+`
+
+const crd = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: things.example.com
+spec:
+  versions:
+  - schema:
+      openAPIV3Schema:
+        description: a Secret of the controller's namespace (tcr-assistant-system by default)
+        properties:
+          description:
+            type: string
+`
+
 func TestGenerate(t *testing.T) {
 	for name, tc := range map[string]struct {
 		bundle    string
@@ -61,20 +105,61 @@ func TestGenerate(t *testing.T) {
 				assert.Contains(t, files["_bundle.tpl"], `{{ "" }}`)
 			},
 		},
+		"the Namespace is not rendered and every reference to it becomes the release namespace": {
+			bundle:    namespace + "---\n" + references + "---\n" + crd + "---\n" + deployment,
+			wantFiles: []string{"_bundle.tpl", "configmap-updater-config.yaml", "rolebinding-binding.yaml", "customresourcedefinition-things-example-com.yaml", "deployment-manager.yaml"},
+			check: func(t *testing.T, files map[string]string) {
+				assert.Equal(t, header+`apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: binding
+  namespace: {{ .Release.Namespace | quote }}
+  annotations:
+    user: system:serviceaccount:{{ .Release.Namespace }}:manager
+    dns: webhook.{{ .Release.Namespace }}.svc
+    cel: request.namespace == '{{ .Release.Namespace }}'
+    flag: --namespace={{ .Release.Namespace }}
+    longer: tcr-assistant-system-2
+    prefixed: my-tcr-assistant-system
+subjects:
+- kind: ServiceAccount
+  name: manager
+  namespace: {{ .Release.Namespace | quote }}
+values:
+- {{ .Release.Namespace | quote }}
+`, files["rolebinding-binding.yaml"])
+				// A CRD is the same in every install: its descriptions stay as they are.
+				assert.Equal(t, header+crd, files["customresourcedefinition-things-example-com.yaml"])
+				assert.Contains(t, files["deployment-manager.yaml"], "  namespace: {{ .Release.Namespace | quote }}\n")
+				assert.Contains(t, files["configmap-updater-config.yaml"], "  namespace: {{ .Release.Namespace | quote }}\n")
+			},
+		},
+		"another Namespace is refused": {
+			bundle:  strings.ReplaceAll(namespace, "name: tcr-assistant-system", "name: elsewhere"),
+			wantErr: "the bundle creates Namespace elsewhere: the chart installs into the release namespace only, which stands for tcr-assistant-system",
+		},
+		"an object of another namespace is refused": {
+			bundle:  strings.ReplaceAll(deployment, "namespace: tcr-assistant-system", "namespace: kube-system"),
+			wantErr: "Deployment manager is in namespace kube-system: the chart installs into the release namespace only, which stands for tcr-assistant-system",
+		},
+		"a CRD that names the namespace outside its descriptions is refused": {
+			bundle:  crd + "  conversion:\n    webhook:\n      clientConfig:\n        service: {name: conv, namespace: tcr-assistant-system}\n",
+			wantErr: "CustomResourceDefinition things.example.com: names namespace tcr-assistant-system outside its descriptions, which the chart cannot make the release namespace",
+		},
 		"two images are refused": {
 			bundle:  deployment + "---\n" + strings.ReplaceAll(strings.ReplaceAll(deployment, "v0.1.0", "v0.2.0"), "name: manager\n  namespace", "name: other\n  namespace"),
 			wantErr: "the bundle must name exactly one image (manager, hosts-updater and kubectl-ips share it), found [tcr-assistant:v0.1.0 tcr-assistant:v0.2.0]",
 		},
 		"an object without a kind is refused": {
 			bundle:  "metadata:\n  name: x\n",
-			wantErr: "a bundle object has no kind or name",
+			wantErr: "a bundle object has no kind or name:\nmetadata:\n  name: x\n",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			files, _, err := Generate([]byte(tc.bundle))
 			if tc.wantErr != "" {
 				require.Error(t, err)
-				assert.Contains(t, err.Error(), tc.wantErr)
+				assert.Equal(t, tc.wantErr, err.Error())
 				return
 			}
 			require.NoError(t, err)

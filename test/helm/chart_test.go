@@ -1,15 +1,20 @@
 // Package helm proves the Helm chart charts/tcr-assistant with the Helm SDK: with default values
-// it renders exactly dist/install.yaml, its values schema refuses malformed values, 'helm lint'
-// is clean, and install, upgrade and uninstall work against the local control plane.
+// it renders exactly the objects of dist/install.yaml but its Namespace, into the release
+// namespace (every reference to tcr-assistant-system follows another release namespace), its
+// values schema refuses malformed values, 'helm lint' is clean, and install, upgrade, uninstall
+// and the move of a release of the earlier chart work against the local control plane.
 package helm
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -28,10 +33,14 @@ import (
 )
 
 const (
-	chartDir     = "charts/tcr-assistant"
-	releaseName  = "tcr-assistant"
-	releaseNS    = "default"
-	ownNamespace = "tcr-assistant-system"
+	chartDir    = "charts/tcr-assistant"
+	releaseName = "tcr-assistant"
+	// releaseNS is the release namespace the README installs into ('helm install -n
+	// tcr-assistant-system --create-namespace'), which is also the namespace of every namespaced
+	// object of dist/install.yaml.
+	releaseNS = "tcr-assistant-system"
+	// otherNS is another release namespace, which every reference to the namespace must follow.
+	otherNS = "tcr-system"
 )
 
 func root(t *testing.T) string {
@@ -56,12 +65,12 @@ func values(t *testing.T, doc string) map[string]any {
 	return v
 }
 
-// render renders the chart as 'helm template' does, with no cluster.
-func render(t *testing.T, vals map[string]any) (*release.Release, error) {
+// render renders the chart into release namespace ns as 'helm template' does, with no cluster.
+func render(t *testing.T, ns string, vals map[string]any) (*release.Release, error) {
 	t.Helper()
 	in := action.NewInstall(&action.Configuration{})
 	in.DryRun, in.ClientOnly, in.IncludeCRDs = true, true, true
-	in.ReleaseName, in.Namespace = releaseName, releaseNS
+	in.ReleaseName, in.Namespace = releaseName, ns
 	return in.Run(loadChart(t), vals)
 }
 
@@ -117,22 +126,169 @@ func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *u
 	return nil
 }
 
-func TestDefaultValuesRenderExactlyTheObjectsOfTheBundle(t *testing.T) {
+// bundleObjects returns the objects of dist/install.yaml but its Namespace, which 'kubectl apply'
+// users get and the chart does not render: Helm keeps the release record in the release
+// namespace, which 'helm install --create-namespace' creates.
+func bundleObjects(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(root(t), "dist", "install.yaml"))
 	require.NoError(t, err)
-	bundle := parseObjects(t, data)
+	var objs, namespaces []*unstructured.Unstructured
+	for _, o := range parseObjects(t, data) {
+		if o.GetKind() == "Namespace" {
+			namespaces = append(namespaces, o)
+			continue
+		}
+		objs = append(objs, o)
+	}
+	// dist/install.yaml keeps its Namespace, with the Pod Security level the agent needs.
+	require.Len(t, namespaces, 1)
+	assert.Equal(t, releaseNS, namespaces[0].GetName())
+	assert.Equal(t, "privileged", namespaces[0].GetLabels()["pod-security.kubernetes.io/enforce"])
+	return objs
+}
 
-	rel, err := render(t, nil)
+// inNamespace is what the chart must make of an object of dist/install.yaml in release namespace
+// ns: each reference to tcr-assistant-system, listed here one by one, names ns instead. The CRD
+// stays as it is (its descriptions mention the default namespace).
+func inNamespace(t *testing.T, o *unstructured.Unstructured, ns string) *unstructured.Unstructured {
+	t.Helper()
+	out := o.DeepCopy()
+	obj := out.Object
+	if out.GetNamespace() != "" {
+		out.SetNamespace(ns)
+	}
+	// replace replaces old by with in the string at path, or in each item of the list at path,
+	// or in the field field of each item of the list at path.
+	replace := func(m map[string]any, old, with string, field string, path ...string) {
+		v, found, err := unstructured.NestedFieldNoCopy(m, path...)
+		require.NoError(t, err)
+		if !found {
+			return
+		}
+		switch v := v.(type) {
+		case string:
+			require.NoError(t, unstructured.SetNestedField(m, strings.ReplaceAll(v, old, with), path...))
+		case []any:
+			for i, item := range v {
+				if field == "" {
+					if s, ok := item.(string); ok {
+						v[i] = strings.ReplaceAll(s, old, with)
+					}
+				} else if im, ok := item.(map[string]any); ok {
+					if s, ok := im[field].(string); ok {
+						im[field] = strings.ReplaceAll(s, old, with)
+					}
+				}
+			}
+		}
+	}
+	switch out.GetKind() {
+	case "RoleBinding", "ClusterRoleBinding":
+		replace(obj, releaseNS, ns, "namespace", "subjects")
+	case "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration":
+		webhooks, _, err := unstructured.NestedSlice(obj, "webhooks")
+		require.NoError(t, err)
+		for _, w := range webhooks {
+			w := w.(map[string]any)
+			replace(w, releaseNS, ns, "", "clientConfig", "service", "namespace")
+			exprs, _, err := unstructured.NestedSlice(w, "namespaceSelector", "matchExpressions")
+			require.NoError(t, err)
+			for _, e := range exprs {
+				replace(e.(map[string]any), releaseNS, ns, "", "values")
+			}
+			if exprs != nil {
+				require.NoError(t, unstructured.SetNestedSlice(w, exprs, "namespaceSelector", "matchExpressions"))
+			}
+		}
+		require.NoError(t, unstructured.SetNestedSlice(obj, webhooks, "webhooks"))
+	case "Deployment":
+		containers, _, err := unstructured.NestedSlice(obj, "spec", "template", "spec", "containers")
+		require.NoError(t, err)
+		for _, c := range containers {
+			replace(c.(map[string]any), "--namespace="+releaseNS, "--namespace="+ns, "", "args")
+		}
+		require.NoError(t, unstructured.SetNestedSlice(obj, containers, "spec", "template", "spec", "containers"))
+	case "ValidatingAdmissionPolicy":
+		// The manager's ServiceAccount user name, and its certificate Secret's namespace.
+		user := "'system:serviceaccount:%s:tcr-assistant-controller-manager'"
+		replace(obj, fmt.Sprintf(user, releaseNS), fmt.Sprintf(user, ns), "expression", "spec", "matchConditions")
+		replace(obj, "request.namespace == '"+releaseNS+"'", "request.namespace == '"+ns+"'", "expression", "spec", "variables")
+	}
+	return out
+}
+
+func TestDefaultValuesRenderExactlyTheObjectsOfTheBundleButItsNamespace(t *testing.T) {
+	bundle := bundleObjects(t)
+
+	rel, err := render(t, releaseNS, nil)
 	require.NoError(t, err)
 	rendered := renderedObjects(t, rel)
 	assert.Empty(t, rel.Hooks, "default values must render no hook")
 
-	// The same kind, name and namespace set...
+	// The same kind, name and namespace set (no Namespace)...
 	require.Equal(t, keys(bundle), keys(rendered))
 	// ...and the same objects, field for field.
 	for _, want := range bundle {
 		got := find(t, rendered, want.GetKind(), want.GetName())
 		assert.Equal(t, want.Object, got.Object, "%s differs from dist/install.yaml", key(want))
+	}
+}
+
+func TestEveryNamespaceReferenceFollowsTheReleaseNamespace(t *testing.T) {
+	// 123 is a namespace name that YAML would read as a number if the chart did not quote it.
+	for _, ns := range []string{otherNS, "123"} {
+		t.Run(ns, func(t *testing.T) {
+			rel, err := render(t, ns, values(t, twoRules("first-password", "10.0.0.2")))
+			require.NoError(t, err)
+			rendered := renderedObjects(t, rel)
+
+			// The bundle's objects, with each namespace reference in ns: field for field...
+			var want []*unstructured.Unstructured
+			for _, o := range bundleObjects(t) {
+				o = inNamespace(t, o, ns)
+				if o.GetKind() == "ConfigMap" && o.GetName() == "updater-config" {
+					// global.hosts.
+					require.NoError(t, unstructured.SetNestedField(o.Object, "- domain: a.tencentcloudcr.com\n  ip: 10.0.0.2\n"+
+						"- disabled: true\n  domain: b.tencentcloudcr.com\n  ip: 10.0.0.3\n", "data", "hosts.yaml"))
+				}
+				want = append(want, o)
+				got := find(t, rendered, o.GetKind(), o.GetName())
+				assert.Equal(t, o.Object, got.Object, "%s is not the object of dist/install.yaml in namespace %s", key(o), ns)
+			}
+			// ...and the chart's own objects for the rules, in ns too.
+			assert.Equal(t, keys(append(want, parseObjects(t, []byte(`
+kind: ServiceAccount
+metadata: {name: tcr-assistant-sync, namespace: "`+ns+`"}
+---
+kind: ClusterRole
+metadata: {name: tcr-assistant-sync}
+---
+kind: ClusterRoleBinding
+metadata: {name: tcr-assistant-sync}
+---
+kind: Secret
+metadata: {name: tcr-assistant-sync, namespace: "`+ns+`"}
+---
+kind: Job
+metadata: {name: tcr-assistant-sync-apply, namespace: "`+ns+`"}
+---
+kind: Job
+metadata: {name: tcr-assistant-sync-delete, namespace: "`+ns+`"}
+`))...)), keys(rendered))
+			subjects, _, err := unstructured.NestedSlice(find(t, rendered, "ClusterRoleBinding", "tcr-assistant-sync").Object, "subjects")
+			require.NoError(t, err)
+			assert.Equal(t, []any{map[string]any{"kind": "ServiceAccount", "name": "tcr-assistant-sync", "namespace": ns}}, subjects)
+
+			// Nothing but the CRD's descriptions names tcr-assistant-system any more.
+			for _, o := range rendered {
+				data, err := json.Marshal(o.Object)
+				require.NoError(t, err)
+				if o.GetKind() != "CustomResourceDefinition" {
+					assert.NotContains(t, string(data), releaseNS, "%s names %s", key(o), releaseNS)
+				}
+			}
+		})
 	}
 }
 
@@ -186,7 +342,7 @@ global:
 }
 
 func TestValuesRenderTheRulesInBothFormsAndTheHosts(t *testing.T) {
-	rel, err := render(t, values(t, twoRules("first-password", "10.0.0.2")))
+	rel, err := render(t, releaseNS, values(t, twoRules("first-password", "10.0.0.2")))
 	require.NoError(t, err)
 	objs := renderedObjects(t, rel)
 
@@ -239,7 +395,7 @@ func TestValuesRenderTheRulesInBothFormsAndTheHosts(t *testing.T) {
 	}, hosts)
 
 	// The value image replaces the image everywhere.
-	rel, err = render(t, values(t, "image: registry.example.com/tcr-assistant:v9.9.9\n"+twoRules("p", "10.0.0.2")))
+	rel, err = render(t, releaseNS, values(t, "image: registry.example.com/tcr-assistant:v9.9.9\n"+twoRules("p", "10.0.0.2")))
 	require.NoError(t, err)
 	for _, o := range renderedObjects(t, rel) {
 		if o.GetKind() == "Deployment" || o.GetKind() == "DaemonSet" || o.GetKind() == "Job" {
@@ -312,19 +468,10 @@ func TestValuesSchemaRefusesMalformedValues(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := render(t, values(t, tc.values))
+			_, err := render(t, releaseNS, values(t, tc.values))
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "values don't meet the specifications of the schema(s)")
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
-}
-
-func TestReleaseNamespaceMustNotBeTheOneTheChartCreates(t *testing.T) {
-	in := action.NewInstall(&action.Configuration{})
-	in.DryRun, in.ClientOnly = true, true
-	in.ReleaseName, in.Namespace = releaseName, ownNamespace
-	_, err := in.Run(loadChart(t), nil)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "install the release into another namespace than tcr-assistant-system (e.g. --namespace default)")
 }

@@ -49,6 +49,7 @@ func decodeBase64(s string) ([]byte, error) { return base64.StdEncoding.DecodeSt
 // test/e2e.
 type kubelet struct {
 	t      *testing.T
+	ns     string            // the release namespace, where the Deployment and the Jobs are
 	bins   map[string]string // "/manager" -> path of the built binary
 	port   int               // the webhook's port
 	mu     sync.Mutex
@@ -60,8 +61,8 @@ type kubelet struct {
 	jobLogs map[string]string
 }
 
-func startKubelet(t *testing.T, bins map[string]string) *kubelet {
-	k := &kubelet{t: t, bins: bins, port: testenv.FreePort(t), ran: map[types.UID]bool{}, jobLogs: map[string]string{}}
+func startKubelet(t *testing.T, ns string, bins map[string]string) *kubelet {
+	k := &kubelet{t: t, ns: ns, bins: bins, port: testenv.FreePort(t), ran: map[types.UID]bool{}, jobLogs: map[string]string{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -89,7 +90,7 @@ func startKubelet(t *testing.T, bins map[string]string) *kubelet {
 
 func (k *kubelet) sync(ctx context.Context) error {
 	var deploy appsv1.Deployment
-	err := env.Client.Get(ctx, client.ObjectKey{Namespace: ownNamespace, Name: managerDeployment}, &deploy)
+	err := env.Client.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: managerDeployment}, &deploy)
 	switch {
 	case apierrors.IsNotFound(err) || (err == nil && deploy.DeletionTimestamp != nil):
 		k.stopManager()
@@ -101,7 +102,7 @@ func (k *kubelet) sync(ctx context.Context) error {
 		}
 	}
 	var jobs batchv1.JobList
-	if err := env.Client.List(ctx, &jobs, client.InNamespace(ownNamespace)); err != nil {
+	if err := env.Client.List(ctx, &jobs, client.InNamespace(k.ns)); err != nil {
 		return err
 	}
 	for i := range jobs.Items {
@@ -122,7 +123,7 @@ func (k *kubelet) startManager(ctx context.Context, deploy *appsv1.Deployment) e
 		return nil
 	}
 	pod := deploy.Spec.Template.Spec
-	kubeconfig, err := kubeconfigFor(ctx, k.t, pod.ServiceAccountName)
+	kubeconfig, err := kubeconfigFor(ctx, k.t, deploy.Namespace, pod.ServiceAccountName)
 	if err != nil {
 		return err
 	}
@@ -199,7 +200,7 @@ func (k *kubelet) runJob(ctx context.Context, job *batchv1.Job) error {
 			argv[i] = strings.ReplaceAll(argv[i], m.MountPath, dir)
 		}
 	}
-	kubeconfig, err := kubeconfigFor(ctx, k.t, pod.ServiceAccountName)
+	kubeconfig, err := kubeconfigFor(ctx, k.t, job.Namespace, pod.ServiceAccountName)
 	if err != nil {
 		return err
 	}
@@ -281,7 +282,7 @@ func pointWebhookAt(ctx context.Context, url string) error {
 	return env.Client.Patch(ctx, &vwc, client.RawPatch(types.JSONPatchType, patch))
 }
 
-func unpointWebhook(t *testing.T) {
+func unpointWebhook(t *testing.T, ns string) {
 	t.Helper()
 	ctx := context.Background()
 	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
@@ -294,21 +295,21 @@ func unpointWebhook(t *testing.T) {
 	patch, err := json.Marshal([]map[string]any{
 		{"op": "remove", "path": "/webhooks/0/clientConfig/url"},
 		{"op": "add", "path": "/webhooks/0/clientConfig/service", "value": map[string]any{
-			"namespace": ownNamespace, "name": "tcr-assistant-webhook-service", "path": path, "port": 443,
+			"namespace": ns, "name": "tcr-assistant-webhook-service", "path": path, "port": 443,
 		}},
 	})
 	require.NoError(t, err)
 	require.NoError(t, env.Client.Patch(ctx, &vwc, client.RawPatch(types.JSONPatchType, patch)))
 }
 
-// kubeconfigFor writes a kubeconfig with a token of ServiceAccount sa of the own namespace, as a
-// pod running as sa would have.
-func kubeconfigFor(ctx context.Context, t *testing.T, sa string) (string, error) {
+// kubeconfigFor writes a kubeconfig with a token of ServiceAccount ns/sa, as a pod running as sa
+// would have.
+func kubeconfigFor(ctx context.Context, t *testing.T, ns, sa string) (string, error) {
 	cs, err := kubernetes.NewForConfig(env.Config)
 	if err != nil {
 		return "", err
 	}
-	tr, err := cs.CoreV1().ServiceAccounts(ownNamespace).CreateToken(ctx, sa,
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}},
 		metav1.CreateOptions{})
 	if err != nil {
@@ -317,7 +318,7 @@ func kubeconfigFor(ctx context.Context, t *testing.T, sa string) (string, error)
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
 	cfg.AuthInfos[sa] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: sa, Namespace: ownNamespace}
+	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: sa, Namespace: ns}
 	cfg.CurrentContext = "local"
 	path := filepath.Join(t.TempDir(), sa+".kubeconfig")
 	return path, clientcmd.WriteToFile(*cfg, path)

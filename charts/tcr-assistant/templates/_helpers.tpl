@@ -12,7 +12,7 @@
 agent reads as "keep what the nodes have" (so that a kubectl apply never wipes them); but when
 the release's ConfigMap holds entries, values that list none mean to remove them: an explicit
 empty list. */ -}}
-{{- $live := lookup "v1" "ConfigMap" "tcr-assistant-system" "updater-config" -}}
+{{- $live := lookup "v1" "ConfigMap" .Release.Namespace "updater-config" -}}
 {{- if and $live $live.data (index $live.data "hosts.yaml") -}}
 {{ "[]\n" }}
 {{- else -}}
@@ -59,12 +59,28 @@ true
 {{- end }}
 
 {{- /*
-The objects of the bundle carry their own namespace, tcr-assistant-system, which the chart
-creates: Helm keeps its release record in the release namespace, which must exist before and
-must not be that one.
+What the chart refuses before it changes anything; lookup answers nothing in 'helm template', so
+these hold only against a cluster.
+
+The namespace. The chart installs into the release namespace and does not create it ('helm
+install --create-namespace' does, as for any chart). The hosts-updater DaemonSet needs the Pod
+Security level privileged (hostPath, root): in a namespace that enforces baseline or restricted
+its pods would be refused, and the hosts entries would never reach a node.
+
+The earlier chart. It kept its release record in another namespace (default) and created
+tcr-assistant-system itself, as a release object. Upgrading such a release with this chart would
+move every object into the release namespace and delete tcr-assistant-system, with what it holds:
+README, "Moving a release of the earlier chart", moves the release instead.
 */ -}}
-{{- define "tcr-assistant.checkReleaseNamespace" -}}
-{{- if eq .Release.Namespace "tcr-assistant-system" -}}
-{{- fail "install the release into another namespace than tcr-assistant-system (e.g. --namespace default): the chart creates tcr-assistant-system itself and Helm cannot keep its release record in a namespace the release owns" -}}
+{{- define "tcr-assistant.checks" -}}
+{{- $ns := lookup "v1" "Namespace" "" .Release.Namespace -}}
+{{- $enforce := get (($ns.metadata | default dict).labels | default dict) "pod-security.kubernetes.io/enforce" -}}
+{{- if has $enforce (list "baseline" "restricted") -}}
+{{- fail (printf "namespace %s enforces the Pod Security level %s, which refuses the hosts-updater DaemonSet's pods (hostPath volumes, root): label it first with 'kubectl label namespace %s pod-security.kubernetes.io/enforce=privileged --overwrite'" .Release.Namespace $enforce .Release.Namespace) -}}
+{{- end -}}
+{{- $earlier := lookup "v1" "Namespace" "" "tcr-assistant-system" -}}
+{{- $annotations := ($earlier.metadata | default dict).annotations | default dict -}}
+{{- if and (eq (get $annotations "meta.helm.sh/release-name") .Release.Name) (eq (get $annotations "meta.helm.sh/release-namespace") .Release.Namespace) -}}
+{{- fail (printf "release %s in namespace %s was installed by an earlier chart, which created namespace tcr-assistant-system as a release object; this chart installs into the release namespace and would delete tcr-assistant-system with everything in it: move the release instead (README, \"Moving a release of the earlier chart\")" .Release.Name .Release.Namespace) -}}
 {{- end -}}
 {{- end }}
