@@ -208,6 +208,8 @@ $(GOLANGCI_LINT):
 # hack/tools/containerd, linked once as bin/containerd, and its runc shim, a binary of its own.
 # runc and the CNI plugins come from Debian's packages. The first build took 40 minutes on two
 # busy cores (README, "Single-node cluster").
+# NODE_DIR holds the running node's state, logs and kubeconfigs.
+NODE_DIR ?= /tmp/tcr-node
 NODE_PROGRAMS := kubelet kube-controller-manager kube-scheduler kube-proxy
 CONTAINERD_DIR := hack/tools/containerd
 # The version the components report (a build from the module has none of its own).
@@ -230,6 +232,14 @@ $(BIN)/containerd: $(CONTAINERD_DIR)/go.mod $(CONTAINERD_DIR)/go.sum $(CONTAINER
 	cd $(CONTAINERD_DIR) && $(SHIPPED) $(GO) build $(GOFLAGS_BUILD) -tags "no_btrfs no_devmapper no_zfs" -o $(BIN)/containerd . && \
 	  $(SHIPPED) $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/containerd-shim-runc-v2 ./shim
 	ln -f $(BIN)/containerd $(BIN)/ctr
+
+.PHONY: node-up
+node-up: node-binaries ## Start a single-node cluster (real kubelet and containerd) in the network namespace tcr-node, as root (hack/node/node.sh).
+	hack/node/node.sh up $(NODE_DIR)
+
+.PHONY: node-down
+node-down: ## Stop the single-node cluster and remove everything it left (processes, cgroups, the namespace, NODE_DIR).
+	hack/node/node.sh down $(NODE_DIR)
 
 .PHONY: node-packages
 node-packages: ## Install the Debian packages the node needs (runc, CNI plugins, iptables, conntrack) when missing.
