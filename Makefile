@@ -90,12 +90,12 @@ image: ## Build the image (manager, hosts-updater, kubectl-ips) into bin/image/ 
 	    exit 1; \
 	  fi; \
 	fi
-	$(GO) build -o $(BIN)/imagetool ./hack/image
+	GOOS= GOARCH= $(GO) build -o $(BIN)/imagetool ./hack/image
 	$(BIN)/imagetool build --go '$(GO)' --arch '$(IMAGE_ARCH)' --ca-bundle '$(CA_BUNDLE)' --out $(BIN)/image
 
 .PHONY: image-push
 image-push: ## Push bin/image/ as $(IMG), with the docker config's credential (DOCKER_CONFIG); REGISTRY_CA=<PEM file> for a private CA.
-	$(GO) build -o $(BIN)/imagetool ./hack/image
+	GOOS= GOARCH= $(GO) build -o $(BIN)/imagetool ./hack/image
 	REGISTRY_CA='$(REGISTRY_CA)' $(BIN)/imagetool push --layout $(BIN)/image '$(IMG)'
 # --- end image -------------------------------------------------------------------------------
 

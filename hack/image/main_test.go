@@ -128,6 +128,27 @@ func TestPush(t *testing.T) {
 	require.Equal(t, result{1, "", "image push: pushing " + ref + ": the TLS certificate of " + reg.Host +
 		" is not trusted (x509: certificate signed by unknown authority): REGISTRY_CA=<PEM file> adds the CA that signed it\n"}, res)
 
+	otherCA := filepath.Join(t.TempDir(), "other-ca.pem")
+	require.NoError(t, os.WriteFile(otherCA, selfSigned(t), 0o600))
+	t.Setenv("REGISTRY_CA", otherCA)
+	res = runImage(t, "push", "--layout", layout, ref)
+	require.Equal(t, result{1, "", "image push: pushing " + ref + ": the TLS certificate of " + reg.Host +
+		" is not trusted (x509: certificate signed by unknown authority): neither a CA of the system nor one of REGISTRY_CA " + otherCA + " signed it\n"}, res)
+
+	// A certificate for another name: REGISTRY_CA would not help.
+	t.Setenv("REGISTRY_CA", reg.CAFile)
+	byName := strings.Replace(ref, "127.0.0.1:", "localhost:", 1)
+	res = runImage(t, "push", "--layout", layout, byName)
+	require.Equal(t, result{1, "", "image push: pushing " + byName + ": the TLS certificate of " + strings.Replace(reg.Host, "127.0.0.1:", "localhost:", 1) +
+		" is not valid for it: x509: certificate is not valid for any names, but wanted to match localhost\n"}, res)
+
+	// A docker config that does not parse is reported as such.
+	t.Setenv("REGISTRY_CA", reg.CAFile)
+	require.NoError(t, os.WriteFile(filepath.Join(os.Getenv("DOCKER_CONFIG"), "config.json"), []byte("{"), 0o600))
+	res = runImage(t, "push", "--layout", layout, ref)
+	require.Equal(t, result{1, "", "image push: reading the credential for " + reg.Host + " from the docker config: parsing config file (" +
+		filepath.Join(os.Getenv("DOCKER_CONFIG"), "config.json") + "): unexpected EOF\n"}, res)
+
 	missing := filepath.Join(t.TempDir(), "ca.pem")
 	t.Setenv("REGISTRY_CA", missing)
 	res = runImage(t, "push", "--layout", layout, ref)
@@ -189,4 +210,21 @@ func TestBuildArguments(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "yesterday")
 	res := runImage(t, "build", "--binaries", t.TempDir(), "--ca-bundle", ca, "--out", filepath.Join(t.TempDir(), "image"))
 	require.Equal(t, result{1, "", `image build: SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, not "yesterday"` + "\n"}, res)
+}
+
+// TestPushBasicAuth: a registry that checks the password itself (htpasswd), without a token
+// service, takes the same docker config.
+func TestPushBasicAuth(t *testing.T) {
+	reg := testregistry.Start(t, testregistry.Options{Auth: testregistry.Basic, Users: map[string]string{"pusher": "right-password"}})
+	layout, digest := buildStandIn(t, reg.CAFile)
+	ref := reg.Host + "/team/tcr-assistant:v0.1.1"
+	t.Setenv("REGISTRY_CA", reg.CAFile)
+
+	dockerConfig(t, reg.Host, "pusher", "wrong-password")
+	res := runImage(t, "push", "--layout", layout, ref)
+	require.Equal(t, result{1, "", "image push: pushing " + ref + `: the registry refused the credential of "pusher" from the docker config: HTTP 401 Unauthorized` + "\n"}, res)
+
+	dockerConfig(t, reg.Host, "pusher", "right-password")
+	res = runImage(t, "push", "--layout", layout, ref)
+	require.Equal(t, result{0, "Pushed " + layout + " as " + reg.Host + "/team/tcr-assistant@" + digest + "\n", ""}, res)
 }

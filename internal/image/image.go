@@ -134,7 +134,7 @@ func Build(opts Options) (v1.Image, error) {
 		if !fi.Mode().IsRegular() {
 			return nil, fmt.Errorf("binary %s: %s is not a regular file", b, p)
 		}
-		bins = append(bins, entry{name: b, mode: 0o755, file: p, size: fi.Size()})
+		bins = append(bins, entry{name: b, mode: 0o755, file: p})
 	}
 	binLayer, err := layer(bins, created)
 	if err != nil {
@@ -189,8 +189,7 @@ type entry struct {
 	mode     int64  // permission bits with setuid, setgid and sticky (tar's c_IS* bits)
 	uid, gid int
 	data     []byte // a file's content, or
-	file     string // the path of a file to copy,
-	size     int64  // of that size
+	file     string // the path of the file to copy
 }
 
 // baseEntries are the base layer's entries: distroless static:nonroot's users, their homes, /tmp
@@ -221,30 +220,8 @@ func layer(entries []entry, created time.Time) (v1.Layer, error) {
 	}
 	tw := tar.NewWriter(zw)
 	for _, e := range entries {
-		h := &tar.Header{
-			Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.gid, ModTime: created,
-			Typeflag: tar.TypeReg, Format: tar.FormatPAX,
-		}
-		switch {
-		case strings.HasSuffix(e.name, "/"):
-			h.Typeflag = tar.TypeDir
-		case e.file != "":
-			h.Size = e.size
-		default:
-			h.Size = int64(len(e.data))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, fmt.Errorf("layer entry %s: %w", e.name, err)
-		}
-		switch {
-		case e.file != "":
-			if err := copyFile(tw, e.file, e.size); err != nil {
-				return nil, err
-			}
-		case e.data != nil:
-			if _, err := tw.Write(e.data); err != nil {
-				return nil, err
-			}
+		if err := writeEntry(tw, e, created); err != nil {
+			return nil, err
 		}
 	}
 	if err := tw.Close(); err != nil {
@@ -259,31 +236,61 @@ func layer(entries []entry, created time.Time) (v1.Layer, error) {
 	}, tarball.WithMediaType(types.OCILayer))
 }
 
-// copyFile copies exactly size bytes of file (its size when the tar header was written).
-func copyFile(w io.Writer, file string, size int64) error {
-	f, err := os.Open(file)
+// writeEntry writes one entry; a file to copy must keep its size while it is read.
+func writeEntry(tw *tar.Writer, e entry, created time.Time) error {
+	h := &tar.Header{
+		Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.gid, ModTime: created,
+		Typeflag: tar.TypeReg, Size: int64(len(e.data)), Format: tar.FormatPAX,
+	}
+	if strings.HasSuffix(e.name, "/") {
+		h.Typeflag = tar.TypeDir
+	}
+	if e.file == "" {
+		if err := tw.WriteHeader(h); err != nil {
+			return fmt.Errorf("layer entry %s: %w", e.name, err)
+		}
+		_, err := tw.Write(e.data)
+		return err
+	}
+	f, err := os.Open(e.file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	n, err := io.Copy(w, io.LimitReader(f, size))
+	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("copying %s: %w", file, err)
+		return err
 	}
-	if n != size {
-		return fmt.Errorf("copying %s: it shrank from %d to %d bytes while being read", file, size, n)
+	h.Size = fi.Size()
+	if err := tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("layer entry %s: %w", e.name, err)
+	}
+	// The tar writer refuses more than Size bytes, and Flush fewer.
+	if _, err := io.Copy(tw, f); err != nil {
+		return fmt.Errorf("copying %s: %w (did it change while it was read?)", e.file, err)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("copying %s: %w (did it change while it was read?)", e.file, err)
 	}
 	return nil
 }
 
-// WriteLayout writes img as the only image of an OCI image layout at dir, replacing whatever dir
-// held: the layout is written next to it first, so a failed write leaves dir as it was.
+// WriteLayout writes img as the only image of an OCI image layout at dir, replacing the layout dir
+// held (dir must be absent, empty or a layout): the new one is written next to it first, so a
+// failed write leaves dir as it was.
 func WriteLayout(dir string, img v1.Image) (v1.Hash, error) {
 	digest, err := img.Digest()
 	if err != nil {
 		return v1.Hash{}, err
 	}
 	dir = filepath.Clean(dir)
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) != 0 {
+		if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
+			return v1.Hash{}, fmt.Errorf("%s is neither empty nor an OCI image layout: not replacing it", dir)
+		}
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return v1.Hash{}, err
+	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return v1.Hash{}, err
 	}

@@ -302,4 +302,15 @@ func TestWriteLayout(t *testing.T) {
 	// The first image's blobs are gone: index.json, oci-layout, manifest, config, two layers.
 	require.Len(t, files, 6, "%q", files)
 	require.True(t, slices.Contains(files, "blobs/sha256/"+want.Hex))
+
+	// A folder that is not a layout is never replaced (--out pointed at the wrong place).
+	other := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(other, "notes.txt"), []byte("mine"), 0o644))
+	_, err = WriteLayout(other, img)
+	require.EqualError(t, err, other+" is neither empty nor an OCI image layout: not replacing it")
+	b, err := os.ReadFile(filepath.Join(other, "notes.txt"))
+	require.NoError(t, err)
+	require.Equal(t, "mine", string(b))
+	_, err = WriteLayout(t.TempDir(), img)
+	require.NoError(t, err, "an empty folder is written")
 }

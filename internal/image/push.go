@@ -77,24 +77,24 @@ func Push(ctx context.Context, img v1.Image, ref string, opts PushOptions) (name
 		return name.Digest{}, err
 	}
 	if err := remote.Write(tag, img, remote.WithContext(ctx), remote.WithAuth(auth), remote.WithTransport(tr)); err != nil {
-		return name.Digest{}, pushError(tag, auth, err)
+		return name.Digest{}, pushError(tag, auth, opts.CAFile, err)
 	}
 	return tag.Context().Digest(digest.String()), nil
 }
 
 // pushError turns what remote.Write returned into one line that says what to do.
-func pushError(tag name.Tag, auth authn.Authenticator, err error) error {
+func pushError(tag name.Tag, auth authn.Authenticator, caFile string, err error) error {
 	prefix := "pushing " + tag.String() + ": "
-	var unknownCA x509.UnknownAuthorityError
 	var verify *tls.CertificateVerificationError
-	if errors.As(err, &unknownCA) || errors.As(err, &verify) {
-		cause := err.Error()
-		if verify != nil {
-			cause = verify.Err.Error()
-		} else {
-			cause = unknownCA.Error()
+	if errors.As(err, &verify) {
+		var unknownCA x509.UnknownAuthorityError
+		if !errors.As(verify.Err, &unknownCA) {
+			return fmt.Errorf("%sthe TLS certificate of %s is not valid for it: %s", prefix, tag.RegistryStr(), oneLine(verify.Err.Error()))
 		}
-		return fmt.Errorf("%sthe TLS certificate of %s is not trusted (%s): REGISTRY_CA=<PEM file> adds the CA that signed it", prefix, tag.RegistryStr(), cause)
+		if caFile != "" {
+			return fmt.Errorf("%sthe TLS certificate of %s is not trusted (%s): neither a CA of the system nor one of REGISTRY_CA %s signed it", prefix, tag.RegistryStr(), unknownCA.Error(), caFile)
+		}
+		return fmt.Errorf("%sthe TLS certificate of %s is not trusted (%s): REGISTRY_CA=<PEM file> adds the CA that signed it", prefix, tag.RegistryStr(), unknownCA.Error())
 	}
 	var te *transport.Error
 	if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
