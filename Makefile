@@ -80,16 +80,7 @@ REGISTRY_CA ?=
 
 .PHONY: image
 image: ## Build the image (manager, hosts-updater, kubectl-ips) into bin/image/ as an OCI layout, without Docker.
-	@if [ ! -s '$(CA_BUNDLE)' ]; then \
-	  if [ '$(CA_BUNDLE)' = /etc/ssl/certs/ca-certificates.crt ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "$(CA_BUNDLE) is missing: installing Debian's ca-certificates (apt-get install ca-certificates)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ca-certificates >/dev/null; \
-	    [ -s '$(CA_BUNDLE)' ] || update-ca-certificates >/dev/null; \
-	  else \
-	    echo "make image needs the CA bundle $(CA_BUNDLE): install Debian's ca-certificates (sudo apt-get install ca-certificates), or set CA_BUNDLE to your system's PEM bundle"; \
-	    exit 1; \
-	  fi; \
-	fi
+	@hack/image/ca-bundle.sh '$(CA_BUNDLE)'
 	GOOS= GOARCH= $(GO) build -o $(BIN)/imagetool ./hack/image
 	$(BIN)/imagetool build --go '$(GO)' --arch '$(IMAGE_ARCH)' --ca-bundle '$(CA_BUNDLE)' --out $(BIN)/image
 
