@@ -64,8 +64,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "image: unknown command %q\n%s", args[0], usage)
 		return 2
 	}
-	if errors.Is(err, flag.ErrHelp) {
+	var parseErr flagError
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &parseErr):
+		return 2 // the flag set has printed the error and the flags
 	}
 	if err != nil {
 		var usageErr usageError
@@ -80,6 +84,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 type usageError struct{ error }
 
+// flagError is an error of a flag set, which prints it itself.
+type flagError struct{ error }
+
+func (e flagError) Unwrap() error { return e.error }
+
 func build(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -89,7 +98,7 @@ func build(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	goTool := fs.String("go", "go", "the go command that builds the binaries")
 	binaries := fs.String("binaries", "", "a folder holding "+strings.Join(image.Binaries, ", ")+" already built; by default they are built with the Dockerfile's go build")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return flagError{err}
 	}
 	if fs.NArg() != 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
@@ -138,7 +147,7 @@ func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	dir := fs.String("layout", "bin/image", "the OCI image layout to push")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return flagError{err}
 	}
 	if fs.NArg() != 1 || fs.Arg(0) == "" {
 		return usageError{errors.New("give the image reference, REGISTRY/REPOSITORY:TAG")}

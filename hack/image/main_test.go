@@ -177,6 +177,9 @@ func TestPushArguments(t *testing.T) {
 		{[]string{"push"}, result{2, "", "image push: give the image reference, REGISTRY/REPOSITORY:TAG\n"}},
 		{[]string{"push", "--layout", empty, "registry.example.com/tcr-assistant:v0.1.1"}, result{1, "", "image push: " + empty + " holds no OCI image layout (" + filepath.Join(empty, "index.json") + ": no such file or directory): build one first (make image)\n"}},
 		{[]string{"deploy"}, result{2, "", "image: unknown command \"deploy\"\n" + usage}},
+		{[]string{"push", "--insecure", "registry.example.com/tcr-assistant:v0.1.1"}, result{2, "", "flag provided but not defined: -insecure\n" +
+			"Usage of image push:\n  -layout string\n    \tthe OCI image layout to push (default \"bin/image\")\n"}},
+		{[]string{"push", "-h"}, result{0, "", "Usage of image push:\n  -layout string\n    \tthe OCI image layout to push (default \"bin/image\")\n"}},
 	} {
 		require.Equal(t, tc.want, runImage(t, tc.args...), "%q", tc.args)
 	}
