@@ -1,5 +1,7 @@
 # One image for the whole add-on: /manager (the Deployment), /hosts-updater (the DaemonSet) and
-# /kubectl-ips. Build it with 'make docker-build IMG=<registry>/tcr-assistant:<tag>'.
+# /kubectl-ips. Build it with 'make docker-build IMG=<registry>/tcr-assistant:<tag>'. 'make image'
+# builds the same without Docker (internal/image), and its tests fail when the go build or the
+# final stage here changes until internal/image follows.
 ARG GO_VERSION=1.26
 
 FROM golang:${GO_VERSION} AS build

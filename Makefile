@@ -67,6 +67,29 @@ verify: generate manifests verify-installer verify-chart lint ## Regenerate ever
 build: ## Build the binaries into bin/.
 	$(SHIPPED) $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/...
 
+# --- image without Docker (hack/image, internal/image) ----------------------------------------
+# 'make image' runs the Dockerfile's go build and writes the image, linux/$(IMAGE_ARCH), as an OCI
+# image layout to bin/image/: the binaries over a base layer made in the repository like
+# distroless static:nonroot, with the CA bundle $(CA_BUNDLE) of this machine. The same binaries
+# and bundle give the same digest (file times: SOURCE_DATE_EPOCH, else 1970). 'make image-push'
+# pushes it as $(IMG) with the credential of the docker config (DOCKER_CONFIG, else ~/.docker);
+# REGISTRY_CA is a PEM file of CAs trusted besides the system's, for a registry with a private CA.
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+REGISTRY_CA ?=
+
+.PHONY: image
+image: ## Build the image (manager, hosts-updater, kubectl-ips) into bin/image/ as an OCI layout, without Docker.
+	@hack/image/ca-bundle.sh '$(CA_BUNDLE)'
+	GOOS= GOARCH= $(GO) build -o $(BIN)/imagetool ./hack/image
+	$(BIN)/imagetool build --go '$(GO)' --arch '$(IMAGE_ARCH)' --ca-bundle '$(CA_BUNDLE)' --out $(BIN)/image
+
+.PHONY: image-push
+image-push: ## Push bin/image/ as $(IMG), with the docker config's credential (DOCKER_CONFIG); REGISTRY_CA=<PEM file> for a private CA.
+	GOOS= GOARCH= $(GO) build -o $(BIN)/imagetool ./hack/image
+	REGISTRY_CA='$(REGISTRY_CA)' $(BIN)/imagetool push --layout $(BIN)/image '$(IMG)'
+# --- end image -------------------------------------------------------------------------------
+
 # --- run (controller engineer) ---------------------------------------------------------------
 # RUN_ARGS are extra flags for bin/manager. Against a configured cluster the webhook is off (the
 # API server could not reach it); with no cluster, hack/run runs the whole add-on locally, the
