@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv/pdeathsig"
 )
 
 // Env is a running local control plane.
@@ -91,6 +92,11 @@ func WithServiceAccountAdmission() Option {
 
 // Start starts etcd and kube-apiserver from bin/ (or $KUBEBUILDER_ASSETS) with the CRDs of
 // config/crd/bases installed. Call Stop when done.
+//
+// Like every child of Command, etcd and kube-apiserver die with this process however it ends,
+// even when it is killed and Stop never runs: envtest gives them no parent-death signal, so they
+// are started through links that set one (package pdeathsig), from the thread that starts every
+// child of this package.
 func Start(opts ...Option) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {
@@ -106,29 +112,45 @@ func Start(opts ...Option) (*Env, error) {
 		}
 	}
 	s := Scheme()
-	// The API server's certificates live in a directory of ours rather than one envtest picks and
-	// removes on stop, so that RestartAPIServer brings it back with the same serving certificate.
-	certDir, err := os.MkdirTemp("", "tcr-apiserver-")
-	if err != nil {
+	e := &Env{Scheme: s, Root: root}
+	if e.dir, err = os.MkdirTemp("", "tcr-testenv-"); err != nil {
 		return nil, err
 	}
-	env := &envtest.Environment{
-		ControlPlane:          envtest.ControlPlane{APIServer: &envtest.APIServer{CertDir: certDir}},
+	// The API server's certificates live in a directory of ours rather than one envtest picks and
+	// removes on stop, so that RestartAPIServer brings it back with the same serving certificate.
+	if e.certDir, err = os.MkdirTemp("", "tcr-apiserver-"); err != nil {
+		e.removeDirs()
+		return nil, err
+	}
+	etcd, err := pdeathsig.Wrap(filepath.Join(e.dir, "bin"), filepath.Join(assets, "etcd"))
+	if err != nil {
+		e.removeDirs()
+		return nil, err
+	}
+	apiServer, err := pdeathsig.Wrap(filepath.Join(e.dir, "bin"), filepath.Join(assets, "kube-apiserver"))
+	if err != nil {
+		e.removeDirs()
+		return nil, err
+	}
+	e.env = &envtest.Environment{
+		ControlPlane: envtest.ControlPlane{
+			APIServer: &envtest.APIServer{CertDir: e.certDir, Path: apiServer},
+			Etcd:      &envtest.Etcd{Path: etcd},
+		},
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                s,
 	}
 	for _, o := range opts {
-		o(env)
+		o(e.env)
 	}
-	cfg, err := env.Start()
+	onSpawnerThread(func() { e.Config, err = e.env.Start() })
 	if err != nil {
-		_ = os.RemoveAll(certDir)
+		e.removeDirs()
 		return nil, fmt.Errorf("starting the local control plane: %w", err)
 	}
-	e := &Env{Config: cfg, Scheme: s, Root: root, env: env, certDir: certDir}
-	if e.Client, err = client.New(cfg, client.Options{Scheme: s}); err != nil {
+	if e.Client, err = client.New(e.Config, client.Options{Scheme: s}); err != nil {
 		_ = e.Stop()
 		return nil, err
 	}
@@ -148,9 +170,6 @@ func (e *Env) writeKubeconfig() error {
 	if err != nil {
 		return fmt.Errorf("rendering the test kubeconfig: %w", err)
 	}
-	if e.dir, err = os.MkdirTemp("", "tcr-testenv-"); err != nil {
-		return err
-	}
 	e.Kubeconfig = filepath.Join(e.dir, "kubeconfig")
 	return os.WriteFile(e.Kubeconfig, data, 0o600)
 }
@@ -168,12 +187,16 @@ func (e *Env) AddUser(name string, groups ...string) (*rest.Config, error) {
 // Stop stops the control plane and removes its temporary files.
 func (e *Env) Stop() error {
 	err := e.env.Stop()
+	e.removeDirs()
+	return err
+}
+
+func (e *Env) removeDirs() {
 	for _, d := range []string{e.dir, e.certDir} {
 		if d != "" {
 			_ = os.RemoveAll(d)
 		}
 	}
-	return err
 }
 
 // Main runs the tests of a package against one shared control plane, stored in *env for the
