@@ -154,24 +154,11 @@ func Start(opts ...Option) (*Env, error) {
 		_ = e.Stop()
 		return nil, err
 	}
-	if err := e.writeKubeconfig(); err != nil {
+	if e.Kubeconfig, err = e.UserKubeconfig("tcr-test-admin", "system:masters"); err != nil {
 		_ = e.Stop()
 		return nil, err
 	}
 	return e, nil
-}
-
-func (e *Env) writeKubeconfig() error {
-	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: "tcr-test-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fmt.Errorf("adding the test admin user: %w", err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		return fmt.Errorf("rendering the test kubeconfig: %w", err)
-	}
-	e.Kubeconfig = filepath.Join(e.dir, "kubeconfig")
-	return os.WriteFile(e.Kubeconfig, data, 0o600)
 }
 
 // AddUser returns a rest.Config that authenticates as the given user and groups, for tests of
@@ -182,6 +169,21 @@ func (e *Env) AddUser(name string, groups ...string) (*rest.Config, error) {
 		return nil, err
 	}
 	return user.Config(), nil
+}
+
+// UserKubeconfig writes a kubeconfig file that authenticates as the given user and groups, for
+// a child process, and returns its path; Stop removes it.
+func (e *Env) UserKubeconfig(name string, groups ...string) (string, error) {
+	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return "", fmt.Errorf("adding user %s: %w", name, err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("rendering the kubeconfig of %s: %w", name, err)
+	}
+	path := filepath.Join(e.dir, name+".kubeconfig")
+	return path, os.WriteFile(path, data, 0o600)
 }
 
 // Stop stops the control plane and removes its temporary files.
