@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // Build builds the commands pkgs of the working tree (such as "./cmd/manager") into a temporary
@@ -28,13 +27,11 @@ func BuildInto(dir string, pkgs ...string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
 	var out bytes.Buffer
 	err = Command{
 		Path: "go", Args: append([]string{"build", "-trimpath", "-o", dir + "/"}, pkgs...),
 		Dir: root, Output: &out,
-	}.Run(ctx)
+	}.Run(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("go build %s: %w: %s", strings.Join(pkgs, " "), err, out.String())
 	}

@@ -25,8 +25,9 @@ const helperEnv = "TCR_TESTENV_HELPER"
 // says and is skipped in an ordinary run.
 //
 //   - fail, pass: starts a process that prints a marker, and fails or passes;
-//   - orphans: starts the control plane and a sleep through the harness, says "ready", and
-//     waits; reading "panic" on its standard input, it panics in a goroutine (no cleanup runs).
+//   - orphans: starts the control plane and a sleep through the harness, says "ready" and the
+//     control plane's directories, and waits; reading "panic" on its standard input, it panics in
+//     a goroutine (no cleanup runs).
 func TestHelper(t *testing.T) {
 	mode := os.Getenv(helperEnv)
 	switch mode {
@@ -43,7 +44,7 @@ func TestHelper(t *testing.T) {
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = env.Stop() })
 		StartProcess(t, Command{Path: "sleep", Args: []string{"600"}})
-		fmt.Println("ready")
+		fmt.Printf("ready %s %s %s\n", env.dir, env.certDir, env.env.ControlPlane.Etcd.DataDir)
 		line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 		if strings.TrimSpace(line) == "panic" {
 			go panic("panicking on purpose, outside the test's goroutine")
@@ -157,7 +158,7 @@ func TestChildrenDieWithTheTestProcess(t *testing.T) {
 			test := StartProcess(t, helper("orphans", stdin, &out))
 			require.EventuallyWithT(t, func(c *assert.CollectT) {
 				require.False(c, test.Exited(), "the helper test ended early")
-				assert.Contains(c, out.String(), "ready\n")
+				assert.Contains(c, out.String(), "ready ")
 			}, 3*time.Minute, 50*time.Millisecond, "the helper test never started its children:\n%s", &out)
 
 			children := childrenOf(t, test.Pid())
@@ -191,6 +192,12 @@ func TestChildrenDieWithTheTestProcess(t *testing.T) {
 				require.Contains(t, out.String(), "panicking on purpose")
 			}
 			assertGone(t, children)
+			// What the helper's Stop would have removed.
+			_, dirs, _ := strings.Cut(out.String(), "ready ")
+			dirs, _, _ = strings.Cut(dirs, "\n")
+			for _, d := range strings.Fields(dirs) {
+				assert.NoError(t, os.RemoveAll(d))
+			}
 		})
 	}
 }
