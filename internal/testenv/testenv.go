@@ -97,7 +97,7 @@ func WithServiceAccountAdmission() Option {
 // even when it is killed and Stop never runs: envtest gives them no parent-death signal, so they
 // are started through links that set one (package pdeathsig), from the thread that starts every
 // child of this package.
-func Start(opts ...Option) (*Env, error) {
+func Start(opts ...Option) (_ *Env, err error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -113,29 +113,29 @@ func Start(opts ...Option) (*Env, error) {
 	}
 	s := Scheme()
 	e := &Env{Scheme: s, Root: root}
+	defer func() {
+		if err != nil {
+			e.removeDirs()
+		}
+	}()
 	if e.dir, err = os.MkdirTemp("", "tcr-testenv-"); err != nil {
 		return nil, err
 	}
 	// The API server's certificates live in a directory of ours rather than one envtest picks and
 	// removes on stop, so that RestartAPIServer brings it back with the same serving certificate.
 	if e.certDir, err = os.MkdirTemp("", "tcr-apiserver-"); err != nil {
-		e.removeDirs()
 		return nil, err
 	}
-	etcd, err := pdeathsig.Wrap(filepath.Join(e.dir, "bin"), filepath.Join(assets, "etcd"))
-	if err != nil {
-		e.removeDirs()
-		return nil, err
-	}
-	apiServer, err := pdeathsig.Wrap(filepath.Join(e.dir, "bin"), filepath.Join(assets, "kube-apiserver"))
-	if err != nil {
-		e.removeDirs()
-		return nil, err
+	paths := map[string]string{}
+	for _, name := range []string{"etcd", "kube-apiserver"} {
+		if paths[name], err = pdeathsig.Wrap(filepath.Join(e.dir, "bin"), filepath.Join(assets, name)); err != nil {
+			return nil, err
+		}
 	}
 	e.env = &envtest.Environment{
 		ControlPlane: envtest.ControlPlane{
-			APIServer: &envtest.APIServer{CertDir: e.certDir, Path: apiServer},
-			Etcd:      &envtest.Etcd{Path: etcd},
+			APIServer: &envtest.APIServer{CertDir: e.certDir, Path: paths["kube-apiserver"]},
+			Etcd:      &envtest.Etcd{Path: paths["etcd"]},
 		},
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
@@ -147,15 +147,17 @@ func Start(opts ...Option) (*Env, error) {
 	}
 	onSpawnerThread(func() { e.Config, err = e.env.Start() })
 	if err != nil {
-		e.removeDirs()
 		return nil, fmt.Errorf("starting the local control plane: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			_ = e.env.Stop()
+		}
+	}()
 	if e.Client, err = client.New(e.Config, client.Options{Scheme: s}); err != nil {
-		_ = e.Stop()
 		return nil, err
 	}
 	if e.Kubeconfig, err = e.UserKubeconfig("tcr-test-admin", "system:masters"); err != nil {
-		_ = e.Stop()
 		return nil, err
 	}
 	return e, nil
