@@ -18,8 +18,8 @@ import (
 // DefaultStopGrace is how long Stop waits, after SIGTERM, before it kills a process.
 const DefaultStopGrace = 30 * time.Second
 
-// Command is a child process to start: for a test with StartProcess, or for a program that runs
-// the add-on locally (hack/run) with Start.
+// Command is a child process to start: for a test with StartProcess, or with Start for a
+// program that runs the add-on locally (hack/run, make bench).
 //
 // Every process it starts dies with the process that started it, however that one ends (a
 // test's failure, a panic, a timeout, SIGKILL): it gets SIGKILL as its parent-death signal. It is
