@@ -48,7 +48,7 @@ func requireConsistent(t *testing.T, p *webhookProcess, opts admission.Options) 
 	}
 	block, _ := pem.Decode(secret.Data[admission.KeyTLSCert])
 	require.NotNil(t, block)
-	require.Eventually(t, func() bool { return bytes.Equal(block.Bytes, p.servedCertificate(t)) },
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, block.Bytes, p.servedCertificate(c)) },
 		30*time.Second, 100*time.Millisecond, "the webhook server never served the Secret's certificate")
 	return secret
 }
@@ -251,17 +251,18 @@ func TestRotationKeepsRequestsSucceeding(t *testing.T) {
 	// and serving certificate seen, in the Secret and on the wire.
 	cas, certs, served := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	firstCA := ""
-	require.Eventually(t, func() bool {
-		secret := certSecret(t, opts.SecretName)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		secret := certSecret(c, opts.SecretName)
 		bundle := string(secret.Data[admission.KeyCACert])
 		if firstCA == "" {
 			firstCA = bundle
 		}
 		cas[bundle] = true
 		certs[string(secret.Data[admission.KeyTLSCert])] = true
-		served[string(p.servedCertificate(t))] = true
+		served[string(p.servedCertificate(c))] = true
 		block, _ := pem.Decode([]byte(firstCA))
-		return len(cas) >= 3 && !bytes.Contains([]byte(bundle), pem.EncodeToMemory(block))
+		assert.GreaterOrEqual(c, len(cas), 3, "CAs seen")
+		assert.False(c, bytes.Contains([]byte(bundle), pem.EncodeToMemory(block)), "the first CA is still in the bundle")
 	}, 90*time.Second, 100*time.Millisecond, "the first CA was never renewed and dropped")
 	// Keep the requests going past the drop, then stop them.
 	time.Sleep(2 * time.Second)
@@ -293,9 +294,9 @@ func TestChangesByOthersAreRepairedAtOnce(t *testing.T) {
 	// Re-created, as by 'kubectl replace' or a delete and re-install: no caBundle.
 	require.NoError(t, env.Client.Delete(ctx, webhookConfiguration(t, opts.WebhookConfigurationName)))
 	installWebhookConfiguration(t, opts.WebhookConfigurationName, port)
-	require.Eventually(t, func() bool {
-		wh := webhookConfiguration(t, opts.WebhookConfigurationName).Webhooks[0]
-		return bytes.Equal(wh.ClientConfig.CABundle, before.Data[admission.KeyCACert])
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		wh := webhookConfiguration(c, opts.WebhookConfigurationName).Webhooks[0]
+		assert.Equal(c, before.Data[admission.KeyCACert], wh.ClientConfig.CABundle)
 	}, 30*time.Second, 100*time.Millisecond, "the caBundle was not restored")
 	waitServing(t, "repair")
 
@@ -351,11 +352,11 @@ func TestTheGeneratedClusterRoleIsEnough(t *testing.T) {
 	before := requireConsistent(t, p, opts)
 	waitServing(t, "rbac")
 	// The CA went into the mutating configuration too (get, patch).
-	mutatingCA := func() []byte {
-		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(mwc), mwc))
+	mutatingCA := func(c require.TestingT) []byte {
+		require.NoError(c, env.Client.Get(ctx, client.ObjectKeyFromObject(mwc), mwc))
 		return mwc.Webhooks[0].ClientConfig.CABundle
 	}
-	require.Eventually(t, func() bool { return bytes.Equal(mutatingCA(), before.Data[admission.KeyCACert]) },
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, before.Data[admission.KeyCACert], mutatingCA(c)) },
 		30*time.Second, 100*time.Millisecond, "the CA never reached the MutatingWebhookConfiguration")
 
 	// The watches are allowed too: a stripped Secret is repaired without waiting for a poll.
@@ -363,7 +364,7 @@ func TestTheGeneratedClusterRoleIsEnough(t *testing.T) {
 	// And so is the mutating configuration's (list, watch): a stripped caBundle comes back.
 	mwc.Webhooks[0].ClientConfig.CABundle = nil
 	require.NoError(t, env.Client.Update(ctx, mwc))
-	require.Eventually(t, func() bool { return len(mutatingCA()) > 0 },
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.NotEmpty(c, mutatingCA(c)) },
 		30*time.Second, 100*time.Millisecond, "the mutating configuration's caBundle was not restored")
 }
 
@@ -374,7 +375,7 @@ func stripServingCert(t *testing.T, before *corev1.Secret, opts admission.Option
 	stripped := before.DeepCopy()
 	stripped.Data[admission.KeyTLSCert] = []byte{}
 	require.NoError(t, env.Client.Update(context.Background(), stripped))
-	require.Eventually(t, func() bool {
-		return len(certSecret(t, opts.SecretName).Data[admission.KeyTLSCert]) > 0
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.NotEmpty(c, certSecret(c, opts.SecretName).Data[admission.KeyTLSCert])
 	}, 30*time.Second, 100*time.Millisecond, "the serving certificate was not reissued")
 }

@@ -132,9 +132,9 @@ func saIPS(t *testing.T, name, value, sas string) *tcrv1.ImagePullSecret {
 			return apierrors.IsNotFound(env.Client.Get(ctx, client.ObjectKeyFromObject(ips), &tcrv1.ImagePullSecret{}))
 		}, time.Minute, 100*time.Millisecond, "ImagePullSecret %s was not cleaned up", name)
 	})
-	require.Eventually(t, func() bool {
-		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(ips), ips))
-		return len(ips.Finalizers) > 0
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.NoError(c, env.Client.Get(ctx, client.ObjectKeyFromObject(ips), ips))
+		assert.NotEmpty(c, ips.Finalizers)
 	}, time.Minute, 100*time.Millisecond, "the controller never took %s on", name)
 	return ips
 }
@@ -224,10 +224,10 @@ func TestServiceAccountsGetTheirReferencesAtAdmission(t *testing.T) {
 		// The rule stops selecting the namespace: the controller removes the reference with a
 		// patch of its own, which the webhook must not undo.
 		require.NoError(t, env.Client.Patch(ctx, builders, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"serviceAccounts":"nobody"}}`))))
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			sa := &corev1.ServiceAccount{}
-			require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: "sa-admission", Name: "builder"}, sa))
-			return assert.ObjectsAreEqual([]string{refAll}, refNames(sa))
+			require.NoError(c, env.Client.Get(ctx, client.ObjectKey{Namespace: "sa-admission", Name: "builder"}, sa))
+			assert.Equal(c, []string{refAll}, refNames(sa))
 		}, time.Minute, 100*time.Millisecond, "the controller's removal did not hold")
 	})
 }
@@ -375,9 +375,9 @@ func TestGitOpsReappliesKeepTheReference(t *testing.T) {
 	barrier := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "sa-gitops", Name: "barrier"}}
 	require.NoError(t, env.Client.Create(ctx, barrier, client.FieldOwner(controllers.FieldManager)))
 	require.Empty(t, refNames(barrier), "the webhook mutated the controller's own write")
-	require.Eventually(t, func() bool {
-		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(barrier), barrier))
-		return len(barrier.ImagePullSecrets) == 1
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.NoError(c, env.Client.Get(ctx, client.ObjectKeyFromObject(barrier), barrier))
+		assert.Len(c, barrier.ImagePullSecrets, 1)
 	}, time.Minute, 100*time.Millisecond, "the controller never referenced the Secret from the barrier")
 	assert.Equal(t, int64(1), saWrites.Load()-before, "ServiceAccount writes of the controller: the barrier's only")
 

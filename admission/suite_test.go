@@ -148,8 +148,7 @@ func (p *webhookProcess) waitReady(t testing.TB) {
 }
 
 // servedCertificate returns the certificate the replica presents in a TLS handshake.
-func (p *webhookProcess) servedCertificate(t testing.TB) []byte {
-	t.Helper()
+func (p *webhookProcess) servedCertificate(t require.TestingT) []byte {
 	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.port), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // We read the certificate, we do not trust it.
 	require.NoError(t, err)
 	defer conn.Close()
@@ -213,16 +212,14 @@ func manifestDocument(t testing.TB, kind string) []byte {
 }
 
 // webhookConfiguration reads the test's webhook configuration.
-func webhookConfiguration(t testing.TB, name string) *admissionregistrationv1.ValidatingWebhookConfiguration {
-	t.Helper()
+func webhookConfiguration(t require.TestingT, name string) *admissionregistrationv1.ValidatingWebhookConfiguration {
 	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
 	require.NoError(t, env.Client.Get(context.Background(), client.ObjectKey{Name: name}, &vwc))
 	return &vwc
 }
 
 // certSecret reads the test's certificate Secret.
-func certSecret(t testing.TB, name string) *corev1.Secret {
-	t.Helper()
+func certSecret(t require.TestingT, name string) *corev1.Secret {
 	var s corev1.Secret
 	require.NoError(t, env.Client.Get(context.Background(), client.ObjectKey{Namespace: testNamespace, Name: name}, &s))
 	return &s

@@ -302,8 +302,8 @@ func (r *runner) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer mgr.stop()
-	r.say("Started %s (pid %d, log %s).", cfg.ManagerBin, mgr.cmd.Process.Pid, mgr.log)
+	defer mgr.Stop()
+	r.say("Started %s (pid %d, log %s).", cfg.ManagerBin, mgr.Pid(), mgr.log)
 
 	if err := r.warmUp(ctx, mgr); err != nil {
 		return err
@@ -372,12 +372,12 @@ func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr st
 	}
 	// The manager's CPU time per phase shows whether it, rather than the API server, is what a
 	// phase waits for: the two share this machine's cores.
-	lastCPU, err := processCPU(mgr.cmd.Process.Pid)
+	lastCPU, err := processCPU(mgr.Pid())
 	if err != nil {
 		return err
 	}
 	cpuMark := func(phase string) {
-		if cpu, err := processCPU(mgr.cmd.Process.Pid); err == nil {
+		if cpu, err := processCPU(mgr.Pid()); err == nil {
 			res.add("manager.cpu."+phase, (cpu - lastCPU).Seconds(), "s")
 			lastCPU = cpu
 		}
@@ -524,7 +524,7 @@ func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr st
 	if err := mgr.alive(); err != nil {
 		return err
 	}
-	mem, err := processMemory(mgr.cmd.Process.Pid)
+	mem, err := processMemory(mgr.Pid())
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -32,13 +31,11 @@ rules:
 - level: None
 `
 
-// controlPlane is the local etcd and kube-apiserver of internal/testenv's binaries, started
-// through envtest directly because the benchmark needs an audit log, which testenv does not
-// configure.
+// controlPlane is internal/testenv's local etcd and kube-apiserver, with an audit log of the
+// manager's writes.
 type controlPlane struct {
-	env   *envtest.Environment
-	dir   string
-	admin *rest.Config
+	env *testenv.Env
+	dir string
 	// Kube is a fast client (protobuf, no client-side rate limit) for fixtures and the floor.
 	Kube kubernetes.Interface
 	// Client knows the project's types.
@@ -54,39 +51,29 @@ type controlPlane struct {
 }
 
 func startControlPlane() (*controlPlane, error) {
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		return nil, err
-	}
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		assets = filepath.Join(root, "bin")
-	}
 	dir, err := os.MkdirTemp("", "tcr-bench-")
 	if err != nil {
 		return nil, err
 	}
-	cp := &controlPlane{dir: dir, Root: root, AuditLog: filepath.Join(dir, "audit.log")}
+	cp := &controlPlane{dir: dir, AuditLog: filepath.Join(dir, "audit.log")}
 	policy := filepath.Join(dir, "audit-policy.yaml")
 	if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	// envtest logs through controller-runtime's logger; the benchmark prints figures, not logs.
 	ctrllog.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	cp.env = &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                testenv.Scheme(),
-	}
-	cp.env.ControlPlane.GetAPIServer().Configure().
-		Set("audit-policy-file", policy).
-		Set("audit-log-path", cp.AuditLog).
-		Set("audit-log-mode", "blocking")
-	if cp.admin, err = cp.env.Start(); err != nil {
+	cp.env, err = testenv.Start(func(env *envtest.Environment) {
+		env.ControlPlane.GetAPIServer().Configure().
+			Set("audit-policy-file", policy).
+			Set("audit-log-path", cp.AuditLog).
+			Set("audit-log-mode", "blocking")
+	})
+	if err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting the local control plane: %w", err)
+		return nil, err
 	}
+	cp.Root = cp.env.Root
 	if err := cp.init(); err != nil {
 		_ = cp.Stop()
 		return nil, err
@@ -96,32 +83,19 @@ func startControlPlane() (*controlPlane, error) {
 
 func (cp *controlPlane) init() error {
 	var err error
-	if cp.Kube, err = kubernetes.NewForConfig(fastConfig(cp.admin)); err != nil {
+	if cp.Kube, err = kubernetes.NewForConfig(fastConfig(cp.env.Config)); err != nil {
 		return err
 	}
-	json := rest.CopyConfig(cp.admin)
+	json := rest.CopyConfig(cp.env.Config)
 	json.QPS, json.Burst = -1, 0
 	if cp.Client, err = client.New(json, client.Options{Scheme: testenv.Scheme()}); err != nil {
 		return err
 	}
-	if cp.ManagerKubeconfig, err = cp.kubeconfig(ManagerUser); err != nil {
+	if cp.ManagerKubeconfig, err = cp.env.UserKubeconfig(ManagerUser, "system:masters"); err != nil {
 		return err
 	}
-	cp.AdminKubeconfig, err = cp.kubeconfig("tcr-bench-admin")
+	cp.AdminKubeconfig, err = cp.env.UserKubeconfig("tcr-bench-admin", "system:masters")
 	return err
-}
-
-func (cp *controlPlane) kubeconfig(user string) (string, error) {
-	u, err := cp.env.ControlPlane.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", fmt.Errorf("adding user %s: %w", user, err)
-	}
-	data, err := u.KubeConfig()
-	if err != nil {
-		return "", fmt.Errorf("rendering the kubeconfig of %s: %w", user, err)
-	}
-	path := filepath.Join(cp.dir, user+".kubeconfig")
-	return path, os.WriteFile(path, data, 0o600)
 }
 
 // Stop stops the control plane and removes its files.

@@ -98,7 +98,7 @@ func (r *runner) hostsPhase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer p.stop()
+	defer p.Stop()
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if _, err := waitHostsFile(wctx, hostsFile, "10.0.0.1", hostsDomain); err != nil {
@@ -122,7 +122,7 @@ func (r *runner) hostsPhase(ctx context.Context) error {
 	if err := p.alive(); err != nil {
 		return err
 	}
-	mem, err := processMemory(p.cmd.Process.Pid)
+	mem, err := processMemory(p.Pid())
 	if err != nil {
 		return err
 	}

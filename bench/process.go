@@ -6,19 +6,18 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
+
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
-// process is a child binary run as in production: a separate OS process with its own flags.
+// process is a child binary run as in production: a separate OS process with its own flags,
+// started through internal/testenv, so that it dies with the benchmark.
 type process struct {
-	name    string
-	cmd     *exec.Cmd
-	log     string
-	exited  chan struct{}
-	waitErr error
+	*testenv.Process
+	name string
+	log  string
 }
 
 // freeAddr returns a loopback address with a port nobody listens on.
@@ -39,16 +38,13 @@ func startProcess(ctx context.Context, name, bin, dir, health string, env []stri
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	tp, err := testenv.Command{Path: bin, Args: args, Env: env, Output: f, StopGrace: 15 * time.Second}.Start()
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
+		return nil, err
 	}
-	p := &process{name: name, cmd: cmd, log: logPath, exited: make(chan struct{})}
-	go func() { p.waitErr = cmd.Wait(); f.Close(); close(p.exited) }()
+	go func() { <-tp.Done(); f.Close() }()
+	p := &process{Process: tp, name: name, log: logPath}
 	c := http.Client{Timeout: time.Second}
 	deadline := time.After(2 * time.Minute)
 	for {
@@ -60,13 +56,13 @@ func startProcess(ctx context.Context, name, bin, dir, health string, env []stri
 			}
 		}
 		select {
-		case <-p.exited:
-			return nil, fmt.Errorf("%s exited before it was ready (%w): see %s", name, p.waitErr, logPath)
+		case <-p.Done():
+			return nil, fmt.Errorf("%s exited before it was ready (%w): see %s", name, p.Err(), logPath)
 		case <-deadline:
-			p.stop()
+			p.Stop()
 			return nil, fmt.Errorf("%s was not ready on %s within 2m: see %s", name, health, logPath)
 		case <-ctx.Done():
-			p.stop()
+			p.Stop()
 			return nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -75,26 +71,8 @@ func startProcess(ctx context.Context, name, bin, dir, health string, env []stri
 
 // alive returns an error when the process has exited.
 func (p *process) alive() error {
-	select {
-	case <-p.exited:
-		return fmt.Errorf("%s exited (%w): see %s", p.name, p.waitErr, p.log)
-	default:
-		return nil
+	if p.Exited() {
+		return fmt.Errorf("%s exited (%w): see %s", p.name, p.Err(), p.log)
 	}
-}
-
-// stop sends SIGTERM, then SIGKILL after 15 s.
-func (p *process) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
+	return nil
 }

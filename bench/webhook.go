@@ -29,7 +29,7 @@ func (r *runner) webhookWrites(ctx context.Context, mgr *process) error {
 	if err != nil {
 		return err
 	}
-	mgr.stop()
+	mgr.Stop()
 	r.say("Restarting the manager with its webhooks...")
 	if err := r.installWebhooks(ctx); err != nil {
 		return err
@@ -38,7 +38,7 @@ func (r *runner) webhookWrites(ctx context.Context, mgr *process) error {
 	if err != nil {
 		return err
 	}
-	defer on.stop()
+	defer on.Stop()
 	onWrites, err := r.newNamespacesWithServiceAccounts(ctx, "whon", on)
 	if err != nil {
 		return err
@@ -211,7 +211,7 @@ func (r *runner) startWebhookManager(ctx context.Context) (*process, error) {
 		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "bench-00000"}}
 		got, err := r.cp.Kube.CoreV1().ServiceAccounts(sa.Namespace).Create(ctx, sa, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
-			p.stop()
+			p.Stop()
 			return nil, err
 		}
 		if slices.ContainsFunc(got.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == want }) {
@@ -219,7 +219,7 @@ func (r *runner) startWebhookManager(ctx context.Context) (*process, error) {
 		}
 		select {
 		case <-ctx.Done():
-			p.stop()
+			p.Stop()
 			return nil, fmt.Errorf("the ServiceAccount webhook never answered (log: %s): %w", p.log, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}

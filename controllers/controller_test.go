@@ -421,7 +421,7 @@ func TestSecretOfDeletedImagePullSecretIsCleanedUp(t *testing.T) {
 	notOurs := leftover("orphan-b", "someone-else")
 	leftover("orphan-a", "gone")
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.GreaterOrEqual(c, reconcileCount(t), passes+2, "both Secrets had their namespace pass")
+		assert.GreaterOrEqual(c, reconcileCount(c), passes+2, "both Secrets had their namespace pass")
 		_, err := getSecret("orphan-a", "tcr.ipsgone")
 		assert.True(c, apierrors.IsNotFound(err), "the leftover Secret must be deleted")
 		assert.Equal(c, []string{"zz-user", "aa-user"}, pullSecrets(c, "orphan-a", "app"))
@@ -537,7 +537,7 @@ func TestStatusListsAreSortedCappedAndStable(t *testing.T) {
 	}
 	touch(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "capped-a"}})    // a namespace pass
 	touch(&tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: "capped"}}) // a full pass: the status
-	require.Eventually(t, func() bool { return reconcileCount(t) >= passes+2 }, timeout, tick)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.GreaterOrEqual(c, reconcileCount(c), passes+2) }, timeout, tick)
 	assert.Equal(t, writes, managerWrites.Load(), "passes that changed nothing must write nothing")
 	after := getIPS(t, "capped")
 	assert.Equal(t, before.Status, after.Status)
@@ -851,7 +851,7 @@ func TestSpecTheWebhookWouldRefuseIsReported(t *testing.T) {
 		cur.Annotations = map[string]string{"touched": "yes"}
 		return env.Client.Update(ctx, cur)
 	}))
-	require.Eventually(t, func() bool { return reconcileCount(t) > passes }, timeout, tick)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Greater(c, reconcileCount(c), passes) }, timeout, tick)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		ev := eventsFor(c, "pattern", tcrv1.ReasonInvalidSpec)
 		if assert.Len(c, ev, 1) {
@@ -889,7 +889,7 @@ func TestOneDistributedEventPerChange(t *testing.T) {
 			cur.Annotations = map[string]string{"touched": strconvItoa(i)}
 			return env.Client.Update(ctx, cur)
 		}))
-		require.Eventually(t, func() bool { return reconcileCount(t) > passes }, timeout, tick)
+		require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Greater(c, reconcileCount(c), passes) }, timeout, tick)
 	}
 	// A status write while Ready stays True is no new Event either.
 	createNamespace(t, "no-such-namespace", nil, "default")

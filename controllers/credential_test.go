@@ -92,7 +92,7 @@ func touch(t *testing.T, name, value string) {
 		cur.Annotations = map[string]string{"touched": value}
 		return env.Client.Update(context.Background(), cur)
 	}))
-	require.Eventually(t, func() bool { return reconcileCount(t) > passes }, timeout, tick)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Greater(c, reconcileCount(c), passes) }, timeout, tick)
 }
 
 // advanceClock moves the clock of the credential check forward.
@@ -144,7 +144,7 @@ func TestCredentialAcceptedRejectedAndRotated(t *testing.T) {
 		assert.Equal(c, metav1.ConditionTrue, readyStatus(st))
 	})
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		v, ok := gauge(t, "tcr_assistant_credential_verified", "cred-bad")
+		v, ok := gauge(c, "tcr_assistant_credential_verified", "cred-bad")
 		assert.True(c, ok)
 		assert.Equal(c, 0.0, v)
 	}, timeout, tick)

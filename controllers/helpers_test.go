@@ -2,7 +2,6 @@ package controllers_test
 
 import (
 	"strconv"
-	"testing"
 
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -11,8 +10,7 @@ import (
 func strconvItoa(i int) string { return strconv.Itoa(i) }
 
 // reconcileCount is controller-runtime's reconcile counter of the ImagePullSecret controller.
-func reconcileCount(t *testing.T) float64 {
-	t.Helper()
+func reconcileCount(t require.TestingT) float64 {
 	families, err := metrics.Registry.Gather()
 	require.NoError(t, err)
 	total := 0.0

@@ -20,8 +20,7 @@ import (
 )
 
 // gauge returns the value of a per-ImagePullSecret gauge and whether the series exists.
-func gauge(t *testing.T, metric, name string) (float64, bool) {
-	t.Helper()
+func gauge(t require.TestingT, metric, name string) (float64, bool) {
 	families, err := metrics.Registry.Gather()
 	require.NoError(t, err)
 	for _, f := range families {
@@ -52,15 +51,15 @@ func TestMetricsFollowTheImagePullSecret(t *testing.T) {
 			"tcr_assistant_serviceaccounts_desired": 3,
 			"tcr_assistant_serviceaccounts_success": 3,
 		} {
-			got, ok := gauge(t, metric, "metrics")
+			got, ok := gauge(c, metric, "metrics")
 			assert.True(c, ok, metric)
 			assert.Equal(c, want, got, metric)
 		}
 	}, timeout, tick)
 	deleteIPS(t, "metrics")
-	require.Eventually(t, func() bool {
-		_, ok := gauge(t, "tcr_assistant_secrets_desired", "metrics")
-		return !ok
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, ok := gauge(c, "tcr_assistant_secrets_desired", "metrics")
+		assert.False(c, ok)
 	}, timeout, tick, "the series of a deleted ImagePullSecret must be removed")
 }
 

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
 // BenchmarkBinary builds bin/hosts-updater's source into a temporary directory, runs it as a
@@ -21,13 +22,8 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkBinary -benchtime 20x ./cmd/hosts-updater/
 func BenchmarkBinary(b *testing.B) {
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "hosts-updater")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building: %v\n%s", err, out)
-	}
-	hosts := filepath.Join(dir, "hosts")
+	bin := testenv.Build(b, "./cmd/hosts-updater")["hosts-updater"]
+	hosts := filepath.Join(b.TempDir(), "hosts")
 	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -36,13 +32,9 @@ func BenchmarkBinary(b *testing.B) {
 	}
 	setHosts(b, latencyDoc(0))
 
-	cmd := exec.Command(bin, "--kubeconfig", env.Kubeconfig, "--namespace", namespace, "--hosts-file", hosts,
-		"--metrics-bind-address", "127.0.0.1:18090", "--health-probe-bind-address", "127.0.0.1:18091")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	p := testenv.StartProcess(b, testenv.Command{Path: bin, Args: []string{"--kubeconfig", env.Kubeconfig, "--namespace", namespace,
+		"--hosts-file", hosts, "--metrics-bind-address", "127.0.0.1:18090", "--health-probe-bind-address", "127.0.0.1:18091"},
+		Output: os.Stderr})
 	waitUntil(b, func() bool {
 		resp, err := http.Get("http://127.0.0.1:18091/readyz")
 		if err != nil {
@@ -81,7 +73,7 @@ func BenchmarkBinary(b *testing.B) {
 	report("call", call)
 
 	time.Sleep(10 * time.Second) // let the process settle before reading its memory
-	rss, hwm := procStatus(b, cmd.Process.Pid)
+	rss, hwm := procStatus(b, p.Pid())
 	b.ReportMetric(float64(rss)/1024, "VmRSS-MiB")
 	b.ReportMetric(float64(hwm)/1024, "VmHWM-MiB")
 }

@@ -133,8 +133,7 @@ func deleteConfigMap(t *testing.T) {
 	require.NoError(t, err)
 }
 
-func fileContent(t *testing.T, path string) string {
-	t.Helper()
+func fileContent(t require.TestingT, path string) string {
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return string(data)
@@ -144,7 +143,7 @@ func fileContent(t *testing.T, path string) string {
 func requireFile(t *testing.T, path, want string) {
 	t.Helper()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.Equal(c, want, fileContent(t, path))
+		assert.Equal(c, want, fileContent(c, path))
 	}, waitFor, tick)
 }
 
@@ -161,8 +160,7 @@ func writeLocked(t *testing.T, path, content string) {
 	require.NoError(t, err)
 }
 
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
+func get(t require.TestingT, url string) (int, string) {
 	resp, err := http.Get(url)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -186,7 +184,10 @@ func TestAgentFollowsTheConfigMap(t *testing.T) {
 
 	metrics, probes := startAgent(t, hosts, "--resync", "1s")
 
-	require.Eventually(t, func() bool { code, _ := get(t, probes+"/readyz"); return code == http.StatusOK }, waitFor, tick)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		code, _ := get(c, probes+"/readyz")
+		assert.Equal(c, http.StatusOK, code)
+	}, waitFor, tick)
 	code, body := get(t, probes+"/healthz")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "ok", body)
@@ -207,7 +208,7 @@ func TestAgentFollowsTheConfigMap(t *testing.T) {
 	t.Log("An invalid entry is skipped and counted")
 	setHosts(t, "- domain: '*.tencentcloudcr.com'\n  ip: 10.0.0.4\n- domain: v6.tencentcloudcr.com\n  ip: 'fd00::2'\n")
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		_, m := get(t, metrics+"/metrics")
+		_, m := get(c, metrics+"/metrics")
 		assert.Contains(c, m, "tcr_assistant_hosts_updater_invalid_entries 1\n")
 	}, waitFor, tick)
 	assert.Equal(t, original+block("fd00::2 v6.tencentcloudcr.com"), fileContent(t, hosts))
@@ -215,7 +216,7 @@ func TestAgentFollowsTheConfigMap(t *testing.T) {
 	t.Log("A document that does not parse keeps the last applied state")
 	setHosts(t, "- domain: [broken\n")
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		_, m := get(t, metrics+"/metrics")
+		_, m := get(c, metrics+"/metrics")
 		assert.Contains(c, m, "tcr_assistant_hosts_updater_parse_errors_total 1\n")
 	}, waitFor, tick)
 	assert.Equal(t, original+block("fd00::2 v6.tencentcloudcr.com"), fileContent(t, hosts))
@@ -227,7 +228,7 @@ func TestAgentFollowsTheConfigMap(t *testing.T) {
 	t.Log("A managed domain outside the block is reported")
 	writeLocked(t, hosts, original+"10.9.9.9 v6.tencentcloudcr.com\n"+block("fd00::2 v6.tencentcloudcr.com"))
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		_, m := get(t, metrics+"/metrics")
+		_, m := get(c, metrics+"/metrics")
 		assert.Contains(c, m, "tcr_assistant_hosts_updater_domains_outside_block 1\n")
 	}, waitFor, tick)
 	writeLocked(t, hosts, original+block("fd00::2 v6.tencentcloudcr.com"))
@@ -235,11 +236,13 @@ func TestAgentFollowsTheConfigMap(t *testing.T) {
 	t.Log("Delete the ConfigMap: the entries stay, and an Event says so")
 	deleteConfigMap(t)
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		_, m := get(t, metrics+"/metrics")
+		_, m := get(c, metrics+"/metrics")
 		assert.Contains(c, m, "tcr_assistant_hosts_updater_configmap_missing 1\n")
 	}, waitFor, tick)
-	require.Never(t, func() bool { return fileContent(t, hosts) != original+block("fd00::2 v6.tencentcloudcr.com") },
-		2500*time.Millisecond, 50*time.Millisecond, "the deletion changed the hosts file")
+	require.Never(t, func() bool {
+		data, err := os.ReadFile(hosts)
+		return err != nil || string(data) != original+block("fd00::2 v6.tencentcloudcr.com")
+	}, 2500*time.Millisecond, 50*time.Millisecond, "the deletion changed the hosts file")
 	events, err := admin(t).CoreV1().Events(namespace).List(context.Background(), metav1.ListOptions{
 		FieldSelector: "involvedObject.kind=ConfigMap,involvedObject.name=" + agent.ConfigMapName + ",reason=ConfigMapNotFound"})
 	require.NoError(t, err)
@@ -253,7 +256,7 @@ func TestAgentFollowsTheConfigMap(t *testing.T) {
 
 	// The metrics follow the file's write.
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		_, m := get(t, metrics+"/metrics")
+		_, m := get(c, metrics+"/metrics")
 		for _, want := range []string{
 			"tcr_assistant_hosts_updater_entries_applied 1\n",
 			"tcr_assistant_hosts_updater_invalid_entries 0\n",

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,44 +26,17 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 // buildManager builds this command into a temporary directory.
 func buildManager(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "manager")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, string(out))
-	return bin
+	return testenv.Build(t, "./cmd/manager")["manager"]
 }
 
-// process is a bin/manager running as a child process against the test control plane.
-type process struct {
-	cmd *exec.Cmd
-	out *testenv.SyncBuffer
-}
-
-func startManager(t testing.TB, bin string, args ...string) *process {
+// startManager runs bin against the test control plane until the test ends.
+func startManager(t testing.TB, bin string, args ...string) *testenv.Process {
 	t.Helper()
 	args = append([]string{
 		"--kubeconfig", env.Kubeconfig, "--enable-webhook=false",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 	}, args...)
-	p := &process{cmd: exec.Command(bin, args...), out: &testenv.SyncBuffer{}}
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	require.NoError(t, p.cmd.Start())
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			_ = p.cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("manager output:\n%s", p.out.String())
-		}
-	})
-	return p
-}
-
-func (p *process) kill(t testing.TB) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	_ = p.cmd.Wait()
+	return testenv.StartProcess(t, testenv.Command{Path: bin, Args: args})
 }
 
 func createTargets(t testing.TB, prefix string, namespaces int, serviceAccounts ...string) []string {
@@ -123,8 +94,10 @@ func TestKilledManagerIsResumedWithoutDuplicates(t *testing.T) {
 
 	// A slow first manager (20 requests/s) so that the kill lands midway.
 	first := startManager(t, bin, "--kube-api-qps=20", "--kube-api-burst=20")
-	require.Eventually(t, func() bool { return len(ownedSecrets(t, "kill")) >= 20 }, 2*time.Minute, 50*time.Millisecond)
-	first.kill(t)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, len(ownedSecrets(c, "kill")), 20)
+	}, 2*time.Minute, 50*time.Millisecond)
+	first.Kill()
 	atKill := len(ownedSecrets(t, "kill"))
 	require.Less(t, atKill, len(namespaces), "the first manager must be killed before it finished")
 	t.Logf("killed the first manager with %d of %d Secrets written", atKill, len(namespaces))
@@ -176,14 +149,12 @@ func TestRegistryCAFileIsCheckedAtStart(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "ca.pem")
 	require.NoError(t, os.WriteFile(file, []byte("not a certificate\n"), 0o600))
 	p := startManager(t, bin, "--registry-ca-file="+file)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
 	select {
-	case err := <-done:
-		require.Error(t, err)
-		assert.Equal(t, 1, p.cmd.ProcessState.ExitCode())
+	case <-p.Done():
+		require.Error(t, p.Err())
+		assert.Equal(t, 1, p.ExitCode())
 	case <-time.After(time.Minute):
 		t.Fatal("the manager did not stop")
 	}
-	assert.Contains(t, p.out.String(), "registry CA file "+file+" holds no PEM certificate")
+	assert.Contains(t, p.Output(), "registry CA file "+file+" holds no PEM certificate")
 }

@@ -3,7 +3,6 @@ package devcluster
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,13 +21,7 @@ import (
 // TestRunRunsTheWholeAddOn runs what 'make run' runs with no cluster, with the binaries built
 // from the working tree, and checks its banner against the state it describes.
 func TestRunRunsTheWholeAddOn(t *testing.T) {
-	root, err := testenv.RepoRoot()
-	require.NoError(t, err)
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-trimpath", "-o", bin+"/", "./cmd/manager", "./cmd/hosts-updater")
-	build.Dir = root
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	bins := testenv.Build(t, "./cmd/manager", "./cmd/hosts-updater")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -39,7 +32,7 @@ func TestRunRunsTheWholeAddOn(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Options{
-			Manager: filepath.Join(bin, "manager"), HostsUpdater: filepath.Join(bin, "hosts-updater"),
+			Manager: bins["manager"], HostsUpdater: bins["hosts-updater"],
 			Namespace: "tcr-assistant-system", WebhookPort: l, Dir: dir,
 			Ready: func() { close(ready) },
 		}, &banner)
@@ -75,9 +68,10 @@ func TestRunRunsTheWholeAddOn(t *testing.T) {
 	if kubectl == "" {
 		kubectl = "kubectl"
 	}
-	got, err := exec.Command(kubectl, "--kubeconfig", m[1], "get", "ips", "bad-pattern").CombinedOutput()
+	var got testenv.SyncBuffer
+	err := testenv.Command{Path: kubectl, Args: []string{"--kubeconfig", m[1], "get", "ips", "bad-pattern"}, Output: &got}.Run(ctx)
 	require.Error(t, err)
-	assert.Contains(t, string(got), `imagepullsecrets.tcr.tencentcloudcr.com "bad-pattern" not found`)
+	assert.Contains(t, got.String(), `imagepullsecrets.tcr.tencentcloudcr.com "bad-pattern" not found`)
 
 	// The banner names the scratch hosts file, which the hosts-updater wrote the demo entry into.
 	hostsFile := filepath.Join(dir, "hosts")

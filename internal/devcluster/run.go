@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -70,26 +68,26 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		"--enable-webhook=true", "--webhook-port=" + strconv.Itoa(o.WebhookPort),
 		"--webhook-cert-dir=" + filepath.Join(o.Dir, "webhook-certs"), "--webhook-extra-sans=127.0.0.1",
 		"--zap-devel", "--zap-log-level=info"}, o.ManagerArgs...)
-	manager, err := start(o.Manager, managerArgs, out)
+	manager, err := start("manager", o.Manager, managerArgs, out)
 	if err != nil {
 		return err
 	}
-	defer manager.stop(out)
-	agent, err := start(o.HostsUpdater, []string{"--kubeconfig", env.Kubeconfig, "--namespace", o.Namespace,
+	defer stop("manager", manager, out)
+	agent, err := start("hosts-updater", o.HostsUpdater, []string{"--kubeconfig", env.Kubeconfig, "--namespace", o.Namespace,
 		"--hosts-file", hostsFile, "--resync=5s", "--metrics-bind-address=0", "--health-probe-bind-address=0"}, out)
 	if err != nil {
 		return err
 	}
-	defer agent.stop(out)
+	defer stop("hosts-updater", agent, out)
 
 	demo := make(chan error, 1)
 	go func() { demo <- Demo(ctx, env, o.Namespace, hostsFile, out) }()
 	for {
 		select {
-		case <-manager.exited:
-			return fmt.Errorf("the manager exited: %w", manager.err)
-		case <-agent.exited:
-			return fmt.Errorf("the hosts-updater exited: %w", agent.err)
+		case <-manager.Done():
+			return fmt.Errorf("the manager exited: %w", manager.Err())
+		case <-agent.Done():
+			return fmt.Errorf("the hosts-updater exited: %w", agent.Err())
 		case <-ctx.Done():
 			return nil
 		case err := <-demo:
@@ -181,35 +179,18 @@ func splitObjects(stream string) ([]*unstructured.Unstructured, error) {
 	return out, nil
 }
 
-// process is a child process of Run.
-type process struct {
-	name   string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when it exits, err then holds why
-	err    error
-}
-
-func start(path string, args []string, out io.Writer) (*process, error) {
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	// Its own process group: Ctrl-C reaches Run, which stops the children before the control
-	// plane, rather than all at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", path, err)
+// start starts a child process of Run: in a process group of its own, so that Ctrl-C reaches Run,
+// which stops the children before the control plane rather than all at once; and it dies with
+// Run's process however that one ends.
+func start(name, path string, args []string, out io.Writer) (*testenv.Process, error) {
+	p, err := testenv.Command{Path: path, Args: args, Output: out, StopGrace: stopGrace}.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting the %s: %w", name, err)
 	}
-	p := &process{name: filepath.Base(path), cmd: cmd, exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
 	return p, nil
 }
 
-func (p *process) stop(out io.Writer) {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(stopGrace):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-	fmt.Fprintf(out, "Stopped the %s.\n", p.name)
+func stop(name string, p *testenv.Process, out io.Writer) {
+	p.Stop()
+	fmt.Fprintf(out, "Stopped the %s.\n", name)
 }

@@ -36,11 +36,11 @@ func (e *Env) Kubectl(stdin string, args ...string) (stdout, stderr string, err 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path, append([]string{"--kubeconfig", e.Kubeconfig}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
+	err = Command{
+		Path: path, Args: append([]string{"--kubeconfig", e.Kubeconfig}, args...),
+		Stdin: strings.NewReader(stdin), Output: &out, Stderr: &errOut, StopGrace: time.Second,
+	}.Run(ctx)
 	if err != nil {
 		err = fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, errOut.String())
 	}

@@ -12,7 +12,9 @@ func (e *Env) RestartAPIServer() error {
 	if err := apiServer.Stop(); err != nil {
 		return fmt.Errorf("stopping kube-apiserver: %w", err)
 	}
-	if err := apiServer.Start(); err != nil {
+	var err error
+	onSpawnerThread(func() { err = apiServer.Start() })
+	if err != nil {
 		return fmt.Errorf("starting kube-apiserver again: %w", err)
 	}
 	return nil

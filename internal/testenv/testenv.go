@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/internal/testenv/pdeathsig"
 )
 
 // Env is a running local control plane.
@@ -91,7 +92,12 @@ func WithServiceAccountAdmission() Option {
 
 // Start starts etcd and kube-apiserver from bin/ (or $KUBEBUILDER_ASSETS) with the CRDs of
 // config/crd/bases installed. Call Stop when done.
-func Start(opts ...Option) (*Env, error) {
+//
+// Like every child of Command, etcd and kube-apiserver die with this process however it ends,
+// even when it is killed and Stop never runs: envtest gives them no parent-death signal, so they
+// are started through links that set one (package pdeathsig), from the thread that starts every
+// child of this package.
+func Start(opts ...Option) (_ *Env, err error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -106,53 +112,55 @@ func Start(opts ...Option) (*Env, error) {
 		}
 	}
 	s := Scheme()
-	// The API server's certificates live in a directory of ours rather than one envtest picks and
-	// removes on stop, so that RestartAPIServer brings it back with the same serving certificate.
-	certDir, err := os.MkdirTemp("", "tcr-apiserver-")
-	if err != nil {
+	e := &Env{Scheme: s, Root: root}
+	defer func() {
+		if err != nil {
+			e.removeDirs()
+		}
+	}()
+	if e.dir, err = os.MkdirTemp("", "tcr-testenv-"); err != nil {
 		return nil, err
 	}
-	env := &envtest.Environment{
-		ControlPlane:          envtest.ControlPlane{APIServer: &envtest.APIServer{CertDir: certDir}},
+	// The API server's certificates live in a directory of ours rather than one envtest picks and
+	// removes on stop, so that RestartAPIServer brings it back with the same serving certificate.
+	if e.certDir, err = os.MkdirTemp("", "tcr-apiserver-"); err != nil {
+		return nil, err
+	}
+	paths := map[string]string{}
+	for _, name := range []string{"etcd", "kube-apiserver"} {
+		if paths[name], err = pdeathsig.Wrap(filepath.Join(e.dir, "bin"), filepath.Join(assets, name)); err != nil {
+			return nil, err
+		}
+	}
+	e.env = &envtest.Environment{
+		ControlPlane: envtest.ControlPlane{
+			APIServer: &envtest.APIServer{CertDir: e.certDir, Path: paths["kube-apiserver"]},
+			Etcd:      &envtest.Etcd{Path: paths["etcd"]},
+		},
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                s,
 	}
 	for _, o := range opts {
-		o(env)
+		o(e.env)
 	}
-	cfg, err := env.Start()
+	onSpawnerThread(func() { e.Config, err = e.env.Start() })
 	if err != nil {
-		_ = os.RemoveAll(certDir)
 		return nil, fmt.Errorf("starting the local control plane: %w", err)
 	}
-	e := &Env{Config: cfg, Scheme: s, Root: root, env: env, certDir: certDir}
-	if e.Client, err = client.New(cfg, client.Options{Scheme: s}); err != nil {
-		_ = e.Stop()
+	defer func() {
+		if err != nil {
+			_ = e.env.Stop()
+		}
+	}()
+	if e.Client, err = client.New(e.Config, client.Options{Scheme: s}); err != nil {
 		return nil, err
 	}
-	if err := e.writeKubeconfig(); err != nil {
-		_ = e.Stop()
+	if e.Kubeconfig, err = e.UserKubeconfig("tcr-test-admin", "system:masters"); err != nil {
 		return nil, err
 	}
 	return e, nil
-}
-
-func (e *Env) writeKubeconfig() error {
-	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: "tcr-test-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fmt.Errorf("adding the test admin user: %w", err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		return fmt.Errorf("rendering the test kubeconfig: %w", err)
-	}
-	if e.dir, err = os.MkdirTemp("", "tcr-testenv-"); err != nil {
-		return err
-	}
-	e.Kubeconfig = filepath.Join(e.dir, "kubeconfig")
-	return os.WriteFile(e.Kubeconfig, data, 0o600)
 }
 
 // AddUser returns a rest.Config that authenticates as the given user and groups, for tests of
@@ -165,15 +173,34 @@ func (e *Env) AddUser(name string, groups ...string) (*rest.Config, error) {
 	return user.Config(), nil
 }
 
+// UserKubeconfig writes a kubeconfig file that authenticates as the given user and groups, for
+// a child process, and returns its path; Stop removes it.
+func (e *Env) UserKubeconfig(name string, groups ...string) (string, error) {
+	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return "", fmt.Errorf("adding user %s: %w", name, err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("rendering the kubeconfig of %s: %w", name, err)
+	}
+	path := filepath.Join(e.dir, name+".kubeconfig")
+	return path, os.WriteFile(path, data, 0o600)
+}
+
 // Stop stops the control plane and removes its temporary files.
 func (e *Env) Stop() error {
 	err := e.env.Stop()
+	e.removeDirs()
+	return err
+}
+
+func (e *Env) removeDirs() {
 	for _, d := range []string{e.dir, e.certDir} {
 		if d != "" {
 			_ = os.RemoveAll(d)
 		}
 	}
-	return err
 }
 
 // Main runs the tests of a package against one shared control plane, stored in *env for the

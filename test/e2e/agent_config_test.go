@@ -57,7 +57,7 @@ func editConfigMap(t *testing.T, data map[string]string) {
 
 // startAgent runs the hosts-updater binary as its ServiceAccount, with a resync of one second,
 // and returns it with the base URL of its metrics once it is ready.
-func startAgent(t *testing.T, hostsFile string) (*process, string) {
+func startAgent(t *testing.T, hostsFile string) (*testenv.Process, string) {
 	t.Helper()
 	probePort, metricsPort := testenv.FreePort(t), testenv.FreePort(t)
 	p := start(t, binary(t, "hosts-updater"),
@@ -72,8 +72,7 @@ func startAgent(t *testing.T, hostsFile string) (*process, string) {
 	return p, "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"
 }
 
-func metrics(t *testing.T, url string) string {
-	t.Helper()
+func metrics(t require.TestingT, url string) string {
 	resp, err := http.Get(url)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -82,8 +81,7 @@ func metrics(t *testing.T, url string) string {
 	return string(body)
 }
 
-func readFile(t *testing.T, path string) string {
-	t.Helper()
+func readFile(t require.TestingT, path string) string {
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return string(data)
@@ -93,8 +91,10 @@ func readFile(t *testing.T, path string) string {
 // one-second resyncs.
 func requireFileStays(t *testing.T, path, want string) {
 	t.Helper()
-	require.Never(t, func() bool { return readFile(t, path) != want }, 3*time.Second, 50*time.Millisecond,
-		"the hosts file changed")
+	require.Never(t, func() bool {
+		data, err := os.ReadFile(path)
+		return err != nil || string(data) != want
+	}, 3*time.Second, 50*time.Millisecond, "the hosts file changed")
 	require.Equal(t, want, readFile(t, path))
 }
 
@@ -120,7 +120,7 @@ func TestUpgradeKeepsTheUsersHostsEntries(t *testing.T) {
 			hosts := filepath.Join(t.TempDir(), "hosts")
 			require.NoError(t, os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644))
 			agent, metricsURL := startAgent(t, hosts)
-			require.Eventually(t, func() bool { return readFile(t, hosts) == "127.0.0.1 localhost\n"+userBlock },
+			require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, "127.0.0.1 localhost\n"+userBlock, readFile(c, hosts)) },
 				waitTimeout, waitInterval, "the agent never wrote the user's entries")
 			managed := readFile(t, hosts)
 			writes := metricLine(t, metricsURL, "tcr_assistant_hosts_updater_writes_total")
@@ -133,15 +133,14 @@ func TestUpgradeKeepsTheUsersHostsEntries(t *testing.T) {
 			requireFileStays(t, hosts, managed)
 			assert.Equal(t, writes, metricLine(t, metricsURL, "tcr_assistant_hosts_updater_writes_total"))
 
-			agent.stop()
-			assert.Empty(t, forbiddenLines(agent.output.String()), "the agent's RBAC is not sufficient")
+			agent.Stop()
+			assert.Empty(t, forbiddenLines(agent.Output()), "the agent's RBAC is not sufficient")
 		})
 	}
 }
 
 // metricLine returns the line of the agent's metrics that starts with name.
-func metricLine(t *testing.T, url, name string) string {
-	t.Helper()
+func metricLine(t require.TestingT, url, name string) string {
 	for _, l := range strings.Split(metrics(t, url), "\n") {
 		if strings.HasPrefix(l, name+" ") {
 			return l
@@ -163,16 +162,16 @@ func TestDeletedConfigMapKeepsTheEntries(t *testing.T) {
 	require.NoError(t, os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644))
 	agent, metricsURL := startAgent(t, hosts)
 	want := "127.0.0.1 localhost\n" + userBlock
-	require.Eventually(t, func() bool { return readFile(t, hosts) == want }, waitTimeout, waitInterval)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, want, readFile(c, hosts)) }, waitTimeout, waitInterval)
 
 	t.Log("Delete the ConfigMap")
 	_, _, err := env.Kubectl("", "-n", ownNamespace, "delete", "configmap", agentConfigMap)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		return metricLine(t, metricsURL, "tcr_assistant_hosts_updater_configmap_missing") == "tcr_assistant_hosts_updater_configmap_missing 1"
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, "tcr_assistant_hosts_updater_configmap_missing 1", metricLine(c, metricsURL, "tcr_assistant_hosts_updater_configmap_missing"))
 	}, waitTimeout, waitInterval)
 	requireFileStays(t, hosts, want)
-	assert.Contains(t, agent.output.String(), `level=WARN msg="updater-config not found; keeping 1 entries"`)
+	assert.Contains(t, agent.Output(), `level=WARN msg="updater-config not found; keeping 1 entries"`)
 	var events corev1.EventList
 	require.NoError(t, env.Client.List(ctx, &events, client.InNamespace(ownNamespace)))
 	var got []string
@@ -185,18 +184,18 @@ func TestDeletedConfigMapKeepsTheEntries(t *testing.T) {
 
 	t.Log("Recreate it with a document that does not parse")
 	editConfigMap(t, map[string]string{"hosts.yaml": "- domain: [broken\n"})
-	require.Eventually(t, func() bool {
-		return metricLine(t, metricsURL, "tcr_assistant_hosts_updater_parse_errors_total") == "tcr_assistant_hosts_updater_parse_errors_total 1"
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, "tcr_assistant_hosts_updater_parse_errors_total 1", metricLine(c, metricsURL, "tcr_assistant_hosts_updater_parse_errors_total"))
 	}, waitTimeout, waitInterval)
 	requireFileStays(t, hosts, want)
 	assert.Equal(t, "tcr_assistant_hosts_updater_configmap_missing 0", metricLine(t, metricsURL, "tcr_assistant_hosts_updater_configmap_missing"))
 
 	t.Log("An explicit empty list removes the entries")
 	editConfigMap(t, map[string]string{"hosts.yaml": "[]"})
-	require.Eventually(t, func() bool { return readFile(t, hosts) == "127.0.0.1 localhost\n" }, waitTimeout, waitInterval)
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, "127.0.0.1 localhost\n", readFile(c, hosts)) }, waitTimeout, waitInterval)
 
-	agent.stop()
-	assert.Empty(t, forbiddenLines(agent.output.String()), "the agent's RBAC is not sufficient")
+	agent.Stop()
+	assert.Empty(t, forbiddenLines(agent.Output()), "the agent's RBAC is not sufficient")
 }
 
 // TestAgentOnTheNodeWritesOnlyTheHostsFile runs the agent in a mount namespace of its own
@@ -281,14 +280,14 @@ func TestAgentOnTheNodeWritesOnlyTheHostsFile(t *testing.T) {
 		fmt.Fprintf(&script, " %q", a)
 	}
 	script.WriteString("\n")
-	run := func() *process {
+	run := func() *testenv.Process {
 		p := start(t, "unshare", "--mount", "--propagation", "private", "sh", "-c", script.String())
 		waitHealthy(t, p, probePort, "/readyz")
 		return p
 	}
 
 	agent := run()
-	require.Eventually(t, func() bool { return readFile(t, nodeHosts) == "127.0.0.1 localhost\n"+userBlock },
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, "127.0.0.1 localhost\n"+userBlock, readFile(c, nodeHosts)) },
 		waitTimeout, waitInterval, "the agent never wrote the node's hosts file")
 	assert.Equal(t, "root:x:0:0::/root:/bin/sh\n", readFile(t, filepath.Join(nodeEtc, "passwd")))
 
@@ -301,7 +300,7 @@ func TestAgentOnTheNodeWritesOnlyTheHostsFile(t *testing.T) {
 	_, err = f.WriteAt([]byte(edited), 0)
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
-	require.Eventually(t, func() bool { return readFile(t, nodeHosts) == edited+userBlock },
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, edited+userBlock, readFile(c, nodeHosts)) },
 		waitTimeout, waitInterval, "the agent did not merge the in-place edit")
 
 	t.Log("A node tool replaces the file by rename; the agent exits")
@@ -310,22 +309,22 @@ func TestAgentOnTheNodeWritesOnlyTheHostsFile(t *testing.T) {
 	require.NoError(t, os.WriteFile(nodeHosts+".new", []byte(replacement), 0o644))
 	require.NoError(t, os.Rename(nodeHosts+".new", nodeHosts))
 	select {
-	case <-agent.done:
+	case <-agent.Done():
 	case <-time.After(waitTimeout):
 		t.Fatal("the agent did not exit")
 	}
-	assert.Equal(t, 1, agent.cmd.ProcessState.ExitCode())
-	assert.Contains(t, agent.output.String(), fmt.Sprintf(
+	assert.Equal(t, 1, agent.ExitCode())
+	assert.Contains(t, agent.Output(), fmt.Sprintf(
 		"hosts-updater: the node's hosts file was replaced by rename: %s is inode %d now, while %s, which the agent writes, is still inode %d; exiting so that the kubelet restarts the agent on the new file\n",
 		paths["/host/etc"]+"/hosts", inodeOf(t, nodeHosts), paths["/host/hosts"], held))
 	assert.Equal(t, replacement, readFile(t, nodeHosts), "the exiting agent wrote the new file")
 
 	t.Log("Restarted, the agent manages the new file")
 	agent = run()
-	require.Eventually(t, func() bool { return readFile(t, nodeHosts) == replacement+userBlock },
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, replacement+userBlock, readFile(c, nodeHosts)) },
 		waitTimeout, waitInterval, "the restarted agent never wrote the new file")
-	agent.stop()
-	assert.Empty(t, forbiddenLines(agent.output.String()), "the agent's RBAC is not sufficient")
+	agent.Stop()
+	assert.Empty(t, forbiddenLines(agent.Output()), "the agent's RBAC is not sufficient")
 }
 
 func inodeOf(t *testing.T, path string) uint64 {

@@ -11,15 +11,14 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,19 +75,13 @@ func binary(t *testing.T, name string) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	path := filepath.Join(binDir, name)
 	err, done := buildCache[name]
 	if !done {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", path, "./cmd/"+name)
-		cmd.Dir = env.Root
-		out, runErr := cmd.CombinedOutput()
-		if runErr != nil {
-			err = fmt.Errorf("go build ./cmd/%s: %w: %s", name, runErr, out)
-		}
+		_, err = testenv.BuildInto(binDir, "./cmd/"+name)
 		buildCache[name] = err
 	}
 	require.NoError(t, err)
-	return path
+	return filepath.Join(binDir, name)
 }
 
 // bundleObject is one object of the bundle, as read from dist/install.yaml.
@@ -180,69 +173,22 @@ func kubeconfigFor(t *testing.T, sa string) string {
 	return path
 }
 
-// process is a binary of the project running out of cluster.
-type process struct {
-	cmd    *exec.Cmd
-	output *testenv.SyncBuffer
-	done   chan struct{}
-}
-
-// start runs path with args until the test ends, then stops it gracefully (SIGTERM). Its output
-// is logged when the test fails.
-func start(t *testing.T, path string, args ...string) *process {
+// start runs path with args until the test ends (testenv.StartProcess).
+func start(t *testing.T, path string, args ...string) *testenv.Process {
 	t.Helper()
-	p := &process{cmd: exec.Command(path, args...), output: &testenv.SyncBuffer{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", filepath.Base(path), p.output.String())
-		}
-	})
-	return p
-}
-
-func (p *process) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(stopGracePeriod):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+	return testenv.StartProcess(t, testenv.Command{Path: path, Args: args, StopGrace: stopGracePeriod})
 }
 
 // waitHealthy waits until the process answers 200 on http://127.0.0.1:<port><path>.
-func waitHealthy(t *testing.T, p *process, port int, path string) {
+func waitHealthy(t *testing.T, p *testenv.Process, port int, path string) {
 	t.Helper()
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + path
-	require.Eventually(t, func() bool {
-		require.False(t, p.exited(), "the process exited early:\n%s", p.output.String())
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.False(c, p.Exited(), "the process exited early:\n%s", p.Output())
 		resp, err := http.Get(url)
-		if err != nil {
-			return false
-		}
+		require.NoError(c, err)
 		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		assert.Equal(c, http.StatusOK, resp.StatusCode)
 	}, waitTimeout, waitInterval, "%s never answered 200", url)
 }
 

@@ -139,6 +139,6 @@ func TestMetricsAreServedOnlyToATokenBoundToTheReaderRole(t *testing.T) {
 
 	// The TokenReviews and SubjectAccessReviews above ran under the manager's ServiceAccount: a
 	// missing permission would have answered 500 and logged "forbidden".
-	manager.stop()
-	assert.Empty(t, forbiddenLines(manager.output.String()), "the manager's RBAC is not sufficient")
+	manager.Stop()
+	assert.Empty(t, forbiddenLines(manager.Output()), "the manager's RBAC is not sufficient")
 }

@@ -160,8 +160,7 @@ func managerArgs(t *testing.T, kubeconfig string) (args []string, probePort int)
 func secretName(ips string) string { return tcrv1.SecretNamePrefix + ips }
 
 // dockerAuth returns "username:password" from a distributed Secret's .dockerconfigjson for server.
-func dockerAuth(t *testing.T, s *corev1.Secret, server string) string {
-	t.Helper()
+func dockerAuth(t require.TestingT, s *corev1.Secret, server string) string {
 	var cfg struct {
 		Auths map[string]struct {
 			Username string `json:"username"`
@@ -179,7 +178,7 @@ func dockerAuth(t *testing.T, s *corev1.Secret, server string) string {
 }
 
 // namespaceNames lists the names of all namespaces that are not terminating.
-func namespaceNames(t *testing.T) []string {
+func namespaceNames(t require.TestingT) []string {
 	var list corev1.NamespaceList
 	require.NoError(t, env.Client.List(context.Background(), &list))
 	var names []string
@@ -228,39 +227,34 @@ func TestManagerDistributesRotatesAndCleansUpAsItsServiceAccount(t *testing.T) {
 	// Every namespace gets the Secret; every ServiceAccount there references it.
 	waitDistributed := func(wantAuth string) {
 		t.Helper()
-		require.Eventually(t, func() bool {
-			for _, ns := range namespaceNames(t) {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			for _, ns := range namespaceNames(c) {
 				var s corev1.Secret
-				if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
-					return false
-				}
-				if s.Type != corev1.SecretTypeDockerConfigJson || dockerAuth(t, &s, server) != wantAuth {
-					return false
-				}
+				require.NoError(c, env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s))
+				require.Equal(c, corev1.SecretTypeDockerConfigJson, s.Type, ns)
+				require.Equal(c, wantAuth, dockerAuth(c, &s, server), ns)
 			}
-			return true
 		}, waitTimeout, waitInterval, "Secret %s never reached every namespace with the current credential", name)
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			for _, ns := range []string{"e2e-rbac-a", "e2e-rbac-b"} {
 				for _, sa := range []string{"default", "builder"} {
 					var obj corev1.ServiceAccount
-					require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: sa}, &obj))
-					if !references(obj, name) {
-						return false
-					}
+					require.NoError(c, env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: sa}, &obj))
+					require.True(c, references(obj, name), "%s/%s", ns, sa)
 				}
 			}
-			return true
 		}, waitTimeout, waitInterval, "the ServiceAccounts never referenced %s", name)
 	}
 	waitDistributed(user + ":" + password)
 
 	// The status counts every namespace.
-	require.Eventually(t, func() bool {
-		require.NoError(t, env.Client.Get(ctx, key, sample))
-		n := int32(len(namespaceNames(t)))
-		return sample.Status.SecretsDesired == n && sample.Status.SecretsSuccess == n &&
-			sample.Status.SAsDesired > 0 && sample.Status.SAsSuccess == sample.Status.SAsDesired
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.NoError(c, env.Client.Get(ctx, key, sample))
+		n := int32(len(namespaceNames(c)))
+		assert.Equal(c, n, sample.Status.SecretsDesired)
+		assert.Equal(c, n, sample.Status.SecretsSuccess)
+		assert.Positive(c, sample.Status.SAsDesired)
+		assert.Equal(c, sample.Status.SAsDesired, sample.Status.SAsSuccess)
 	}, waitTimeout, waitInterval, "status never counted every namespace and ServiceAccount")
 
 	// Rotation: a new password reaches every copy in place.
@@ -288,8 +282,8 @@ func TestManagerDistributesRotatesAndCleansUpAsItsServiceAccount(t *testing.T) {
 	}
 
 	// Under this identity nothing was forbidden, and no credential reached the logs.
-	manager.stop()
-	logs := manager.output.String()
+	manager.Stop()
+	logs := manager.Output()
 	assert.Empty(t, forbiddenLines(logs), "the manager's RBAC is not sufficient")
 	assert.NotContains(t, logs, password)
 	assert.NotContains(t, logs, rotated)
@@ -333,17 +327,18 @@ func TestAgentWritesTheHostsFileAsItsServiceAccount(t *testing.T) {
 		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(probePort))
 	waitHealthy(t, agent, probePort, "/readyz")
 
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		data, err := os.ReadFile(hosts)
-		require.NoError(t, err)
-		return strings.Contains(string(data), "10.0.0.7") && strings.Contains(string(data), "e2e-bj.tencentcloudcr.com")
+		require.NoError(c, err)
+		assert.Contains(c, string(data), "10.0.0.7")
+		assert.Contains(c, string(data), "e2e-bj.tencentcloudcr.com")
 	}, waitTimeout, waitInterval, "the agent never wrote the domain into the hosts file")
 	data, err := os.ReadFile(hosts)
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(string(data), "127.0.0.1 localhost\n"), "the agent changed a line it does not own:\n%s", data)
 
-	agent.stop()
-	assert.Empty(t, forbiddenLines(agent.output.String()), "the agent's RBAC is not sufficient")
+	agent.Stop()
+	assert.Empty(t, forbiddenLines(agent.Output()), "the agent's RBAC is not sufficient")
 }
 
 // Messages of the bundle's ValidatingAdmissionPolicies (config/rbac/manager_write_policy.yaml).
@@ -383,21 +378,20 @@ func waitForManagerPolicies(t *testing.T, mc client.Client) {
 		Type:       corev1.SecretTypeOpaque,
 	}
 	sa := &corev1.ServiceAccount{}
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		err := mc.Create(ctx, probe.DeepCopy())
 		if err == nil {
-			require.NoError(t, env.Client.Delete(ctx, probe.DeepCopy()))
-			return false
+			require.NoError(c, env.Client.Delete(ctx, probe.DeepCopy()))
+			require.Fail(c, "the Secrets policy let the probe through")
 		}
-		require.EqualError(t, err, policyDenial("secrets", probe.Name, secretsPolicy, secretsPolicyMessage))
-		require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: ownNamespace, Name: managerSA}, sa))
+		require.EqualError(c, err, policyDenial("secrets", probe.Name, secretsPolicy, secretsPolicyMessage))
+		require.NoError(c, env.Client.Get(ctx, client.ObjectKey{Namespace: ownNamespace, Name: managerSA}, sa))
 		err = mc.Patch(ctx, sa, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"e2e-probe":"x"}}}`)))
 		if err == nil {
-			require.NoError(t, env.Client.Patch(ctx, sa, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"e2e-probe":null}}}`))))
-			return false
+			require.NoError(c, env.Client.Patch(ctx, sa, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"e2e-probe":null}}}`))))
+			require.Fail(c, "the ServiceAccounts policy let the probe through")
 		}
-		require.EqualError(t, err, policyDenial("serviceaccounts", managerSA, serviceAccountsPolicy, serviceAccountsPolicyMessage))
-		return true
+		require.EqualError(c, err, policyDenial("serviceaccounts", managerSA, serviceAccountsPolicy, serviceAccountsPolicyMessage))
 	}, waitTimeout, waitInterval, "the manager's policies were never enforced")
 }
 
@@ -568,18 +562,22 @@ func TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields(t *te
 		args, probePort := managerArgs(t, kubeconfigFor(t, managerSA))
 		manager := start(t, binary(t, "manager"), append(args, "--enable-webhook=false")...)
 		waitHealthy(t, manager, probePort, "/readyz")
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			var s corev1.Secret
-			require.NoError(t, client.IgnoreNotFound(env.Client.Get(ctx, client.ObjectKeyFromObject(stale), &s)))
-			require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(sa), sa))
-			return s.UID != "" && s.UID != stale.UID && s.Type == corev1.SecretTypeDockerConfigJson &&
-				dockerAuth(t, &s, "e2e.tencentcloudcr.com") == "u:e2e-policy-password" && references(*sa, s.Name)
+			require.NoError(c, client.IgnoreNotFound(env.Client.Get(ctx, client.ObjectKeyFromObject(stale), &s)))
+			require.NoError(c, env.Client.Get(ctx, client.ObjectKeyFromObject(sa), sa))
+			require.NotEmpty(c, s.UID, "no Secret")
+			require.NotEqual(c, stale.UID, s.UID, "the Opaque Secret is still there")
+			require.Equal(c, corev1.SecretTypeDockerConfigJson, s.Type)
+			assert.Equal(c, "u:e2e-policy-password", dockerAuth(c, &s, "e2e.tencentcloudcr.com"))
+			assert.True(c, references(*sa, s.Name), "%s references %s", sa.Name, s.Name)
 		}, waitTimeout, waitInterval, "the manager never replaced the Opaque Secret and referenced the new one")
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			var s corev1.Secret
-			require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(left), &s))
-			return s.UID == left.UID && s.Labels[tcrv1.ManagedByLabel] == tcrv1.ManagedByValue &&
-				dockerAuth(t, &s, "e2e.tencentcloudcr.com") == "100012345678:e2e-new-password"
+			require.NoError(c, env.Client.Get(ctx, client.ObjectKeyFromObject(left), &s))
+			require.Equal(c, left.UID, s.UID)
+			require.Equal(c, tcrv1.ManagedByValue, s.Labels[tcrv1.ManagedByLabel])
+			assert.Equal(c, "100012345678:e2e-new-password", dockerAuth(c, &s, "e2e.tencentcloudcr.com"))
 		}, waitTimeout, waitInterval, "the manager never adopted the Secret the original left")
 		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(puller), puller))
 		assert.Equal(t, []corev1.LocalObjectReference{{Name: left.Name}}, puller.ImagePullSecrets)
@@ -596,7 +594,7 @@ func TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields(t *te
 		}, waitTimeout, waitInterval, "the ImagePullSecret was never finalized")
 		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(sa), sa))
 		assert.Equal(t, []corev1.LocalObjectReference{{Name: "keep-me"}}, sa.ImagePullSecrets)
-		manager.stop()
-		assert.Empty(t, forbiddenLines(manager.output.String()), "the policies refused a write of the controller")
+		manager.Stop()
+		assert.Empty(t, forbiddenLines(manager.Output()), "the policies refused a write of the controller")
 	})
 }

@@ -60,15 +60,15 @@ func TestUninstallInTheREADMEsOrderLeavesNothingBehind(t *testing.T) {
 		},
 	}
 	require.NoError(t, env.Client.Create(ctx, ips))
-	require.Eventually(t, func() bool {
-		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(sa), sa))
-		return references(*sa, secretName(ips.Name))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.NoError(c, env.Client.Get(ctx, client.ObjectKeyFromObject(sa), sa))
+		assert.True(c, references(*sa, secretName(ips.Name)))
 	}, waitTimeout, waitInterval, "the ServiceAccount never referenced the Secret")
 
 	// Step 1: delete the rules while the manager runs.
 	_, _, err := env.Kubectl("", "delete", "imagepullsecrets", "--all", "--wait=true", "--timeout=50s")
 	require.NoError(t, err)
-	manager.stop()
+	manager.Stop()
 
 	// Step 2: delete the bundle (but the webhook configuration, which removeWebhook took).
 	_, _, err = env.Kubectl("", "delete", "-f", filepath.Join(env.Root, installer), "--wait=false", "--ignore-not-found")

@@ -38,9 +38,9 @@ func TestWithTheManagerDownOnlySpecChangesWaitForTheWebhook(t *testing.T) {
 
 	// The manager injected its CA and kept the bundle's matchConditions.
 	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
-	require.Eventually(t, func() bool {
-		require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Name: webhookConfig}, &vwc))
-		return len(vwc.Webhooks[0].ClientConfig.CABundle) > 0
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.NoError(c, env.Client.Get(ctx, client.ObjectKey{Name: webhookConfig}, &vwc))
+		assert.NotEmpty(c, vwc.Webhooks[0].ClientConfig.CABundle)
 	}, waitTimeout, waitInterval, "the manager never injected its CA")
 	require.Len(t, vwc.Webhooks[0].MatchConditions, 1)
 	assert.Equal(t, "spec-changed", vwc.Webhooks[0].MatchConditions[0].Name)
@@ -57,13 +57,13 @@ func TestWithTheManagerDownOnlySpecChangesWaitForTheWebhook(t *testing.T) {
 		_ = env.Client.Patch(context.Background(), ips, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`)))
 		_ = env.Client.Delete(context.Background(), ips)
 	})
-	require.Eventually(t, func() bool {
-		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(ips), ips))
-		return len(ips.Finalizers) > 0
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.NoError(c, env.Client.Get(ctx, client.ObjectKeyFromObject(ips), ips))
+		assert.NotEmpty(c, ips.Finalizers)
 	}, waitTimeout, waitInterval, "the manager never added its finalizer")
 	require.Equal(t, []string{tcrv1.Finalizer}, ips.Finalizers)
 
-	manager.stop()
+	manager.Stop()
 	refused := `Error from server (InternalError): Internal error occurred: failed calling webhook "vimagepullsecret.tcr.tencentcloudcr.com": ` +
 		`failed to call webhook: Post "` + url + `?timeout=5s": dial tcp 127.0.0.1:` + strconv.Itoa(port) + `: connect: connection refused`
 

@@ -63,11 +63,12 @@ func TestBundleWebhookIsServedByTheManager(t *testing.T) {
 
 	// The manager filled the bundle's empty certificate Secret and injected its CA.
 	var secret corev1.Secret
-	require.Eventually(t, func() bool {
-		require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: ownNamespace, Name: certSecret}, &secret))
-		require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Name: webhookConfig}, &vwc))
-		return len(secret.Data[corev1.TLSCertKey]) > 0 && len(secret.Data[corev1.TLSPrivateKeyKey]) > 0 &&
-			len(vwc.Webhooks[0].ClientConfig.CABundle) > 0
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.NoError(c, env.Client.Get(ctx, client.ObjectKey{Namespace: ownNamespace, Name: certSecret}, &secret))
+		require.NoError(c, env.Client.Get(ctx, client.ObjectKey{Name: webhookConfig}, &vwc))
+		assert.NotEmpty(c, secret.Data[corev1.TLSCertKey])
+		assert.NotEmpty(c, secret.Data[corev1.TLSPrivateKeyKey])
+		assert.NotEmpty(c, vwc.Webhooks[0].ClientConfig.CABundle)
 	}, waitTimeout, waitInterval, "the manager never filled %s and the caBundle", certSecret)
 
 	// A bad rule is refused by the manager's webhook with the engine's message.
@@ -104,8 +105,8 @@ func TestBundleWebhookIsServedByTheManager(t *testing.T) {
 	require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Namespace: ownNamespace, Name: certSecret}, &secret))
 	assert.Equal(t, filled, secret.Data)
 
-	manager.stop()
-	assert.Empty(t, forbiddenLines(manager.output.String()), "the manager's RBAC is not sufficient")
+	manager.Stop()
+	assert.Empty(t, forbiddenLines(manager.Output()), "the manager's RBAC is not sufficient")
 }
 
 // secretManifest returns the bundle's certificate Secret as JSON, for kubectl.

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -85,13 +83,11 @@ func image(t *testing.T) map[string]string {
 		if imageDir, imageErr = os.MkdirTemp("", "tcr-helm-image-"); imageErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-trimpath", "-o", imageDir+"/", "./cmd/manager", "./cmd/kubectl-ips")
-		cmd.Dir = env.Root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			imageErr = fmt.Errorf("%w: %s", err, out)
+		var bins map[string]string
+		if bins, imageErr = testenv.BuildInto(imageDir, "./cmd/manager", "./cmd/kubectl-ips"); imageErr != nil {
 			return
 		}
-		imageBins = map[string]string{"/manager": filepath.Join(imageDir, "manager"), "/kubectl-ips": filepath.Join(imageDir, "kubectl-ips")}
+		imageBins = map[string]string{"/manager": bins["manager"], "/kubectl-ips": bins["kubectl-ips"]}
 	})
 	require.NoError(t, imageErr)
 	return imageBins
@@ -164,8 +160,7 @@ func tenants(t *testing.T, namespaces ...string) {
 }
 
 // authOf returns "username:password" of server in a distributed Secret, and its UID.
-func authOf(t *testing.T, ns, name, server string) (string, types.UID) {
-	t.Helper()
+func authOf(t require.TestingT, ns, name, server string) (string, types.UID) {
 	var s corev1.Secret
 	require.NoError(t, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &s))
 	var cfg struct {
@@ -179,8 +174,7 @@ func authOf(t *testing.T, ns, name, server string) (string, types.UID) {
 	return a.Username + ":" + a.Password, s.UID
 }
 
-func pullSecrets(t *testing.T, ns, sa string) []string {
-	t.Helper()
+func pullSecrets(t require.TestingT, ns, sa string) []string {
 	var obj corev1.ServiceAccount
 	require.NoError(t, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: sa}, &obj))
 	var out []string
@@ -251,9 +245,9 @@ func TestInstallUpgradeAndUninstallWithHelm(t *testing.T) {
 
 	t.Run("an upgrade with a changed password rotates every copy in place and keeps the hosts", func(t *testing.T) {
 		upgrade(t, releaseNS, twoRules("second-password", "10.0.0.2"))
-		require.Eventually(t, func() bool {
-			auth, _ := authOf(t, "helm-a", "tcr.ipsteam-a", "a.tencentcloudcr.com")
-			return auth == "user-a:second-password"
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			auth, _ := authOf(c, "helm-a", "tcr.ipsteam-a", "a.tencentcloudcr.com")
+			assert.Equal(c, "user-a:second-password", auth)
 		}, waitTimeout, waitInterval, "the copy was never rotated")
 		_, uid := authOf(t, "helm-a", "tcr.ipsteam-a", "a.tencentcloudcr.com")
 		assert.Equal(t, uidA, uid, "the Secret was replaced, not updated")
@@ -284,9 +278,9 @@ func TestInstallUpgradeAndUninstallWithHelm(t *testing.T) {
 		requireGone(t, &tcrv1.ImagePullSecret{}, "", "team-a")
 		requireGone(t, &tcrv1.ImagePullSecret{}, "", "team-b")
 		require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(own), own))
-		require.Eventually(t, func() bool {
-			return assert.ObjectsAreEqual([]string{"keep-me"}, pullSecrets(t, "helm-a", "builder")) &&
-				assert.ObjectsAreEqual([]string{"keep-me", "tcr.ipsusers-own"}, sorted(pullSecrets(t, "helm-b", "default")))
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			assert.Equal(c, []string{"keep-me"}, pullSecrets(c, "helm-a", "builder"))
+			assert.Equal(c, []string{"keep-me", "tcr.ipsusers-own"}, sorted(pullSecrets(c, "helm-b", "default")))
 		}, waitTimeout, waitInterval, "the dropped rules' references were never removed")
 		assert.Equal(t, "[]\n", mustConfigMapHosts(t, releaseNS))
 	})
@@ -303,14 +297,11 @@ func TestInstallUpgradeAndUninstallWithHelm(t *testing.T) {
 // requireReferences waits until each "namespace/ServiceAccount" references exactly its Secrets.
 func requireReferences(t *testing.T, want map[string][]string) {
 	t.Helper()
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for nsSA, refs := range want {
 			ns, sa, _ := cut(nsSA)
-			if !assert.ObjectsAreEqual(refs, sorted(pullSecrets(t, ns, sa))) {
-				return false
-			}
+			assert.Equal(c, refs, sorted(pullSecrets(c, ns, sa)), nsSA)
 		}
-		return true
 	}, waitTimeout, waitInterval, "the rules were never distributed")
 }
 

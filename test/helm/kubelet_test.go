@@ -1,17 +1,16 @@
 package helm
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,9 +52,8 @@ type kubelet struct {
 	bins   map[string]string // "/manager" -> path of the built binary
 	port   int               // the webhook's port
 	mu     sync.Mutex
-	mgr    *exec.Cmd
-	mgrOut *testenv.SyncBuffer
-	mgrEnd chan struct{}
+	mgr    *testenv.Process
+	mgrOut string // the output of the last manager stopped
 	ran    map[types.UID]bool
 	// JobLogs is the output of every Job run, by Job name, for the test's assertions.
 	jobLogs map[string]string
@@ -137,15 +135,8 @@ func (k *kubelet) startManager(ctx context.Context, deploy *appsv1.Deployment) e
 		"--webhook-port="+strconv.Itoa(k.port),
 		"--webhook-cert-dir="+k.t.TempDir(),
 		"--webhook-extra-sans=127.0.0.1")
-	cmd := exec.Command(k.bins[argv[0]], argv[1:]...)
-	k.mgrOut = &testenv.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = k.mgrOut, k.mgrOut
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	k.mgr, k.mgrEnd = cmd, make(chan struct{})
-	go func(end chan struct{}) { _ = cmd.Wait(); close(end) }(k.mgrEnd)
-	return nil
+	k.mgr, err = testenv.Command{Path: k.bins[argv[0]], Args: argv[1:]}.Start()
+	return err
 }
 
 func (k *kubelet) stopManager() {
@@ -154,23 +145,17 @@ func (k *kubelet) stopManager() {
 	if k.mgr == nil {
 		return
 	}
-	_ = k.mgr.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-k.mgrEnd:
-	case <-time.After(30 * time.Second):
-		_ = k.mgr.Process.Kill()
-		<-k.mgrEnd
-	}
-	k.mgr = nil
+	k.mgr.Stop()
+	k.mgrOut, k.mgr = k.mgr.Output(), nil
 }
 
 func (k *kubelet) managerOutput() string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.mgrOut == nil {
-		return ""
+	if k.mgr != nil {
+		return k.mgr.Output()
 	}
-	return k.mgrOut.String()
+	return k.mgrOut
 }
 
 func (k *kubelet) jobLog(name string) string {
@@ -207,9 +192,9 @@ func (k *kubelet) runJob(ctx context.Context, job *batchv1.Job) error {
 	if err := pointWebhookAt(ctx, "https://127.0.0.1:"+strconv.Itoa(k.port)); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, bin, argv[1:]...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	out, runErr := cmd.CombinedOutput()
+	var output bytes.Buffer
+	runErr := testenv.Command{Path: bin, Args: argv[1:], Env: []string{"KUBECONFIG=" + kubeconfig}, Output: &output}.Run(ctx)
+	out := output.Bytes()
 	k.mu.Lock()
 	k.jobLogs[job.Name] += string(out)
 	k.mu.Unlock()

@@ -79,8 +79,7 @@ func startManager(t *testing.T) {
 
 // pull fetches the manifest of ref with the credentials kubelet would use for a Pod of the
 // ServiceAccount namespace/sa: the Secrets its imagePullSecrets name.
-func pull(t *testing.T, ref name.Reference, reg *testregistry.Registry, namespace, sa string) (*remote.Descriptor, error) {
-	t.Helper()
+func pull(t require.TestingT, ref name.Reference, reg *testregistry.Registry, namespace, sa string) (*remote.Descriptor, error) {
 	cs, err := kubernetes.NewForConfig(env.Config)
 	require.NoError(t, err)
 	kc, err := k8schain.New(context.Background(), cs, k8schain.Options{Namespace: namespace, ServiceAccountName: sa})
@@ -152,7 +151,7 @@ func TestDistributedSecretPullsAndRotates(t *testing.T) {
 	require.NoError(t, env.Client.Update(ctx, ips))
 
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		desc, err := pull(t, image, reg, ns, sa)
+		desc, err := pull(c, image, reg, ns, sa)
 		if assert.NoError(c, err) {
 			assert.Equal(c, image.DigestStr(), desc.Digest.String())
 		}

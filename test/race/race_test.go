@@ -177,8 +177,7 @@ func removeMutating(t *testing.T) {
 
 // admittedRefs creates a dry-run ServiceAccount in namespace and returns its references as
 // admitted: whether the API server calls the webhook, and what it answers.
-func admittedRefs(t *testing.T, namespace string) []string {
-	t.Helper()
+func admittedRefs(t require.TestingT, namespace string) []string {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: saName}}
 	require.NoError(t, env.Client.Create(context.Background(), sa, client.DryRunAll))
 	var out []string
@@ -308,7 +307,7 @@ func TestFirstPodsRace(t *testing.T) {
 	require.NoError(t, env.Client.Create(ctx, ips))
 	ref := ips.SecretName()
 	require.NoError(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "race-probe", Labels: map[string]string{raceLabel: "yes"}}}))
-	require.Eventually(t, func() bool { return slices.Equal(admittedRefs(t, "race-probe"), []string{ref}) },
+	require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Equal(c, []string{ref}, admittedRefs(c, "race-probe")) },
 		time.Minute, 100*time.Millisecond, "the ServiceAccount webhook never answered")
 
 	t.Run("with the webhook no first Pod misses the Secret", func(t *testing.T) {
@@ -355,23 +354,23 @@ func TestFirstPodsRace(t *testing.T) {
 
 	t.Run("without the webhook the controller alone races the first Pods", func(t *testing.T) {
 		removeMutating(t)
-		require.Eventually(t, func() bool { return len(admittedRefs(t, "race-probe")) == 0 },
+		require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Empty(c, admittedRefs(c, "race-probe")) },
 			time.Minute, 100*time.Millisecond, "the API server kept calling the removed webhook")
 		saWritesBefore := m.writes.get("serviceaccounts")
 		misses, _ := run(t, cs, "without", namespaces, ref)
 		// A race: the count depends on timing, so it is reported, not asserted.
 		t.Logf("without the webhook, controller running: %d of %d first Pods missed the Secret (%d creators); the controller patched %d ServiceAccounts",
 			len(misses), namespaces, creators, m.writes.get("serviceaccounts")-saWritesBefore)
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			var sas corev1.ServiceAccountList
-			require.NoError(t, env.Client.List(ctx, &sas, client.MatchingFields{"metadata.name": saName}))
+			require.NoError(c, env.Client.List(ctx, &sas, client.MatchingFields{"metadata.name": saName}))
 			n := 0
 			for _, sa := range sas.Items {
 				if strings.HasPrefix(sa.Namespace, "without-") && slices.ContainsFunc(sa.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == ref }) {
 					n++
 				}
 			}
-			return n == namespaces
+			assert.Equal(c, namespaces, n, "ServiceAccounts referencing %s", ref)
 		}, time.Minute, 100*time.Millisecond, "the controller did not reference the Secret from every ServiceAccount")
 	})
 
