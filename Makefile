@@ -58,7 +58,7 @@ verify: generate manifests verify-installer verify-chart lint ## Regenerate ever
 	  echo "$$changed$$untracked"; git --no-pager diff --stat -- api config; exit 1; fi
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet -tags node ./...
 	@echo "verify: generated files, gofmt, go vet and golangci-lint are clean"
 
 ##@ Build
@@ -259,6 +259,14 @@ $(BIN)/containerd: $(CONTAINERD_DIR)/go.mod $(CONTAINERD_DIR)/go.sum $(CONTAINER
 .PHONY: node-up
 node-up: node-binaries ## Start a single-node cluster (real kubelet and containerd) in the network namespace tcr-node, as root (hack/node/node.sh).
 	hack/node/node.sh up $(NODE_DIR)
+
+.PHONY: test-node
+test-node: node-binaries ## Run test/node on the single-node cluster, as root: starts it, runs the tests inside its network namespace, stops it whatever they did.
+	@hack/node/node.sh up $(NODE_DIR); rc=0; \
+	$(GO) test -tags node -c -o $(NODE_DIR)/node.test ./test/node && \
+	  (cd test/node && ip netns exec tcr-node env NODE_DIR=$(NODE_DIR) PATH="$(BIN):$$PATH" \
+	    $(NODE_DIR)/node.test -test.v -test.count=1 -test.timeout=20m) || rc=$$?; \
+	hack/node/node.sh down $(NODE_DIR); exit $$rc
 
 .PHONY: node-down
 node-down: ## Stop the single-node cluster and remove everything it left (processes, cgroups, the namespace, NODE_DIR).
