@@ -28,16 +28,26 @@ PAUSE=localhost/tcr-pause:1
 # The sysctls the kubelet and the bridge plugin set, saved by up and restored by down.
 SYSCTLS="vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward"
 
+# ours prints the pids of the node: the namespace's processes, the containers' (in Pod namespaces
+# of their own, orphaned once their shim is gone), the shims and the mount namespace's holder.
+ours() {
+	echo $(ip netns pids $NS 2>/dev/null) \
+		$(cat $(find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null) /dev/null | sort -u) \
+		$(pgrep -f "containerd-shim-runc-v2 .*$D/containerd.sock" || true) \
+		$(cat "$D/holder.pid" 2>/dev/null | xargs -r ps -o pid= -p 2>/dev/null || true)
+}
+
 down() {
 	local pids sig i h left
 	for sig in TERM KILL; do
-		# The namespace's processes, the containers' (in Pod namespaces of their own, orphaned
-		# once their shim is gone), the shims and the mount namespace's holder.
-		pids=$(echo $(ip netns pids $NS 2>/dev/null) \
-			$(cat $(find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null) /dev/null | sort -u) \
-			$(pgrep -f "containerd-shim-runc-v2 .*$D/containerd.sock" || true) $(cat "$D/holder.pid" 2>/dev/null))
+		pids=$(ours)
 		[[ -z $pids ]] || kill -$sig $pids 2>/dev/null || true
 		sleep 1
+	done
+	# A killed process is gone only once the kernel has reaped it.
+	for ((i = 0; i < 20; i++)); do
+		[[ -n $(ours) ]] || break
+		sleep 0.5
 	done
 	for i in 1 2 3 4 5; do
 		left=0
@@ -52,7 +62,8 @@ down() {
 	ip netns del $NS 2>/dev/null || true
 	[[ ! -f $D/sysctl.saved ]] || sysctl -q -p "$D/sysctl.saved" || true
 	rm -rf "$D"
-	echo "node: down (processes left: $(ps -eo comm= | grep -cE '^(etcd|kube-|kubelet|containerd)' || true), kubepods cgroups left: $(ls -d /sys/fs/cgroup/*/kubepods 2>/dev/null | wc -l))"
+	# Dead processes that init has not reaped yet (state Z) are not left.
+	echo "node: down (processes left: $(ps -eo stat=,comm= | awk '$1 !~ /^Z/ && $2 ~ /^(etcd|kube-|kubelet|containerd)/' | wc -l), kubepods cgroups left: $(ls -d /sys/fs/cgroup/*/kubepods 2>/dev/null | wc -l))"
 }
 
 # run NAME CMD...: starts CMD in the network namespace, logging to DIR/logs/NAME.log.

@@ -347,3 +347,29 @@ func ReadLayout(dir string) (v1.Image, error) {
 	}
 	return idx.Image(im.Manifests[0].Digest)
 }
+
+// Program returns an image of the one static program at path, shipped as /name and run as its
+// entrypoint (as root), for linux/arch: the single-node cluster's sandbox image and the test
+// images it pulls (hack/node, test/node). Its layer is written like the add-on image's.
+func Program(path, name, arch string) (v1.Image, error) {
+	if strings.Contains(name, "/") || name == "" {
+		return nil, fmt.Errorf("image: program name %q is not a file name", name)
+	}
+	created := time.Unix(0, 0).UTC()
+	l, err := layer([]entry{{name: name, mode: 0o755, file: path}}, created)
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON), l)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Created = "linux", arch, v1.Time{Time: created}
+	cf.Config = v1.Config{Entrypoint: []string{"/" + name}}
+	return mutate.ConfigFile(img, cf)
+}

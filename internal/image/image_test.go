@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -313,4 +314,42 @@ func TestWriteLayout(t *testing.T) {
 	require.Equal(t, "mine", string(b))
 	_, err = WriteLayout(t.TempDir(), img)
 	require.NoError(t, err, "an empty folder is written")
+}
+
+// TestProgram: the one-program image of the single-node cluster holds exactly /name, executable,
+// with its content, runs it as its entrypoint, and is the same image for the same program.
+func TestProgram(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pause")
+	require.NoError(t, os.WriteFile(path, []byte("a static program\n"), 0o700))
+	img, err := Program(path, "app", "arm64")
+	require.NoError(t, err)
+	cf, err := img.ConfigFile()
+	require.NoError(t, err)
+	assert.Equal(t, [3]string{"linux", "arm64", "/app"}, [3]string{cf.OS, cf.Architecture, strings.Join(cf.Config.Entrypoint, " ")})
+	assert.Empty(t, cf.Config.User, "the sandbox runs as root")
+	layers, err := img.Layers()
+	require.NoError(t, err)
+	require.Len(t, layers, 1)
+	entries := layerEntries(t, layers[0])
+	require.Len(t, entries, 1)
+	assert.Equal(t, [3]string{"app", "-rwxr-xr-x", "a static program\n"},
+		[3]string{entries[0].header.Name, entries[0].header.FileInfo().Mode().String(), entries[0].data})
+
+	again, err := Program(path, "app", "arm64")
+	require.NoError(t, err)
+	d1, err := img.Digest()
+	require.NoError(t, err)
+	d2, err := again.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, d1, d2)
+	other, err := Program(path, "pause", "arm64")
+	require.NoError(t, err)
+	d3, err := other.Digest()
+	require.NoError(t, err)
+	assert.NotEqual(t, d1, d3, "another name is another image (the node's private test image must not be the sandbox's)")
+
+	_, err = Program(path, "bin/app", "amd64")
+	assert.EqualError(t, err, `image: program name "bin/app" is not a file name`)
+	_, err = Program(filepath.Join(t.TempDir(), "missing"), "app", "amd64")
+	assert.ErrorContains(t, err, "missing")
 }

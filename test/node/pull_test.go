@@ -7,23 +7,17 @@
 package node
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
@@ -34,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/internal/image"
 	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 	"github.com/tcr-assistant/tcr-assistant/internal/testregistry"
 )
@@ -57,24 +52,7 @@ func nodeDir() string {
 // trust reg's CA.
 func privateImage(t *testing.T, reg *testregistry.Registry, password string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(nodeDir(), "pause"))
-	require.NoError(t, err)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "app", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}))
-	_, err = tw.Write(data)
-	require.NoError(t, err)
-	require.NoError(t, tw.Close())
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
-	require.NoError(t, err)
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	require.NoError(t, err)
-	cf, err := img.ConfigFile()
-	require.NoError(t, err)
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config = v1.Config{Entrypoint: []string{"/app"}}
-	img, err = mutate.ConfigFile(img, cf)
+	img, err := image.Program(filepath.Join(nodeDir(), "pause"), "app", runtime.GOARCH)
 	require.NoError(t, err)
 	ref, err := name.NewTag(reg.Host + "/private/app:1")
 	require.NoError(t, err)

@@ -1,20 +1,16 @@
 // Command imagetar writes a Docker image tarball, as 'ctr images import' reads it, of one static
-// binary at /NAME with entrypoint /NAME: imagetar REF BINARY OUT.tar NAME.
+// program at /NAME with entrypoint /NAME (internal/image.Program): imagetar REF BINARY OUT.tar NAME.
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
+	"runtime"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/tcr-assistant/tcr-assistant/internal/image"
 )
 
 func main() {
@@ -33,37 +29,8 @@ func write(ref, binary, out, entry string) error {
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(binary)
+	img, err := image.Program(binary, entry, runtime.GOARCH)
 	if err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: filepath.Base(entry), Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(data); err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
-	if err != nil {
-		return err
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config = v1.Config{Entrypoint: []string{"/" + filepath.Base(entry)}}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return err
 	}
 	return tarball.WriteToFile(out, tag, img)
