@@ -255,6 +255,26 @@ type runner struct {
 
 func (r *runner) audit() (Writes, error) { return readAudit(r.cp.AuditLog, ManagerUser) }
 
+// distributedWait bounds how long the convergence phase waits for the Distributed Event.
+const distributedWait = 10 * time.Second
+
+// auditUntil reads the manager's writes until done holds for them, or wait has passed: then it
+// returns the last reading, which the caller's checks judge.
+func (r *runner) auditUntil(ctx context.Context, wait time.Duration, done func(Writes) bool) (Writes, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		w, err := r.audit()
+		if err != nil || done(w) || time.Now().After(deadline) {
+			return w, err
+		}
+		select {
+		case <-ctx.Done():
+			return w, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func names(prefix string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
@@ -412,7 +432,10 @@ func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr st
 	res.add("convergence.status_lag", lag.Sub(done).Seconds(), "s")
 	cpuMark("convergence")
 
-	converged, err := r.audit()
+	// The Distributed Event follows the status write, sent by the manager's event broadcaster on
+	// a goroutine of its own: it is part of convergence, so wait for it (at most distributedWait)
+	// before the idle window starts, lest a busy machine count it as an idle write.
+	converged, err := r.auditUntil(ctx, distributedWait, func(w Writes) bool { return w.Sub(before).Count("events create") > 0 })
 	if err != nil {
 		return err
 	}
