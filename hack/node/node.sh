@@ -8,9 +8,12 @@
 # interfaces are lo and a veth pair whose both ends stay inside (the node IP 10.254.0.1 is on
 # one end; the kubelet refuses a loopback node IP and the kernel has no dummy interface), so no
 # packet of the cluster, a Pod's or a Service's, can leave it; kube-proxy's iptables rules are
-# that namespace's. containerd and the kubelet also run in a mount namespace of their own, where
+# that namespace's. There is no masquerade, and the chain TCR-NODE-EGRESS, first in FORWARD of
+# the filter and mangle tables (inserted again once kube-proxy has put its own rules there),
+# drops whatever a Pod sends to an address that is neither a Pod's nor the node's. containerd and the kubelet also run in a mount namespace of their own, where
 # /etc/hosts is the scratch file DIR/hosts (what the hosts-updater DaemonSet edits) and
-# /run/containerd a tmpfs. 'down' stops every process, container processes included, removes the
+# /run/containerd a tmpfs. With NODE_OWNER=<pid>, a watcher of its own session runs 'down' once
+# that process is gone, however it ended (the node suite's TestMain). 'down' stops every process, container processes included, removes the
 # kubepods cgroups, the namespace and DIR, and puts back the sysctls the kubelet and the bridge
 # plugin change.
 #
@@ -27,6 +30,8 @@ IP=10.254.0.1
 PAUSE=localhost/tcr-pause:1
 # The sysctls the kubelet and the bridge plugin set, saved by up and restored by down.
 SYSCTLS="vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward"
+# The machine's directories that are tmpfs in the node's mount namespace.
+SCRATCH="/run/containerd /var/lib/kubelet /var/log/containers /var/lib/cni"
 
 # ours prints the pids of the node: the namespace's processes, the containers' (in Pod namespaces
 # of their own, orphaned once their shim is gone), the shims and the mount namespace's holder.
@@ -38,7 +43,10 @@ ours() {
 }
 
 down() {
-	local pids sig i h left
+	local pids sig i h left w
+	# The watcher becomes down itself (exec); any other caller stops it first.
+	w=$(cat "$D/watcher.pid" 2>/dev/null || true)
+	[[ -z $w || $w == "$$" ]] || kill "$w" 2>/dev/null || true
 	for sig in TERM KILL; do
 		pids=$(ours)
 		[[ -z $pids ]] || kill -$sig $pids 2>/dev/null || true
@@ -60,6 +68,8 @@ down() {
 		sleep 1
 	done
 	ip netns del $NS 2>/dev/null || true
+	# The mount points of the scratch directories that up had to make.
+	[[ ! -f $D/scratch.made ]] || xargs -r rmdir -p --ignore-fail-on-non-empty <"$D/scratch.made" 2>/dev/null || true
 	[[ ! -f $D/sysctl.saved ]] || sysctl -q -p "$D/sysctl.saved" || true
 	rm -rf "$D"
 	# Dead processes that init has not reaped yet (state Z) are not left.
@@ -87,6 +97,21 @@ contexts: [{name: node, context: {cluster: node, user: $1}}]
 current-context: node
 KC
 }
+
+# egress puts TCR-NODE-EGRESS first in FORWARD of the filter and mangle tables: forwarded
+# packets to the Pod network or the node go on, every other is dropped.
+egress() {
+	local t
+	for t in filter mangle; do
+		ipt -t $t -N TCR-NODE-EGRESS 2>/dev/null || ipt -t $t -F TCR-NODE-EGRESS
+		ipt -t $t -A TCR-NODE-EGRESS -d 10.244.0.0/16 -j RETURN
+		ipt -t $t -A TCR-NODE-EGRESS -d $IP -j RETURN
+		ipt -t $t -A TCR-NODE-EGRESS -j DROP
+		while ipt -t $t -D FORWARD -j TCR-NODE-EGRESS 2>/dev/null; do :; done
+		ipt -t $t -I FORWARD 1 -j TCR-NODE-EGRESS
+	done
+}
+ipt() { ip netns exec $NS iptables -w "$@"; }
 
 cert() { # name CN [O [SANs]]
 	local p=$D/pki
@@ -116,6 +141,11 @@ up() {
 	mkdir -p "$D"/{pki,etcd,logs,cni,certs.d,kubelet,pods}
 	sysctl $SYSCTLS | sed 's/ = /=/' >"$D/sysctl.saved"
 	trap 'echo "node: up failed; cleaning up"; down' ERR
+	if [[ -n ${NODE_OWNER:-} ]]; then
+		setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" down "$3"' watcher \
+			"$NODE_OWNER" "$PWD/hack/node/node.sh" "$D" </dev/null >/dev/null 2>&1 &
+		echo $! >"$D/watcher.pid"
+	fi
 
 	ip netns add $NS
 	ip netns exec $NS ip link set lo up
@@ -126,6 +156,7 @@ up() {
 	# The route the kubelet and kube-proxy take the node IP from, and that Service addresses
 	# leave by before kube-proxy's rules rewrite them. It ends inside the namespace.
 	ip netns exec $NS ip route add default dev node0
+	egress
 
 	local p=$D/pki
 	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$p/ca.key" -out "$p/ca.crt" -days 2 -subj /CN=tcr-node-ca 2>/dev/null
@@ -213,10 +244,16 @@ K
 	# The holder of the mount namespace: containerd and the kubelet join it (innode). It joins the
 	# network namespace only after its mounts, so that /sys keeps the host's cgroup mounts
 	# ('ip netns exec' would mount a new /sys without them).
-	unshare -m --propagation private sh -c "mount --bind '$D/hosts' /etc/hosts && mkdir -p /run/containerd &&
-		mount -t tmpfs tmpfs /run/containerd && exec nsenter --net=/run/netns/$NS sleep infinity" >"$D/logs/holder.log" 2>&1 &
+	# The paths the kubelet, containerd and the CNI plugins write outside their configured
+	# directories (container log links, the device-plugin socket, CNI's IP allocations and result
+	# cache) are tmpfs there, gone with the namespace.
+	for d in $SCRATCH; do [[ -e $d ]] || echo "$d"; done >"$D/scratch.made"
+	unshare -m --propagation private sh -c "mount --bind '$D/hosts' /etc/hosts &&
+		for d in $SCRATCH; do mkdir -p \$d && mount -t tmpfs tmpfs \$d || exit 1; done &&
+		exec nsenter --net=/run/netns/$NS sleep infinity" >"$D/logs/holder.log" 2>&1 &
 	echo $! >"$D/holder.pid"
-	wait_for "the mount namespace" 10 innode test -f /proc/self/ns/mnt
+	# Joined once it is the namespace's: before its exec of nsenter, it is still in this one's.
+	wait_for "the mount namespace" 10 sh -c "[ \"\$(ip netns identify \$(cat '$D/holder.pid'))\" = $NS ]"
 	innode env PATH="$BIN:$PATH" "$BIN/containerd" --config "$D/containerd.toml" >"$D/logs/containerd.log" 2>&1 &
 	wait_for containerd 30 innode "$BIN/ctr" -a "$D/containerd.sock" version
 	CGO_ENABLED=0 go build -trimpath -o "$D/pause" ./hack/node/pause
@@ -235,6 +272,8 @@ conntrack: {maxPerCore: 0}
 P
 	run kube-proxy "$BIN/kube-proxy" --config "$D/proxy.yaml"
 	wait_for "the node" 90 "${kubectl[@]}" wait --for=condition=Ready node/$NODE --timeout=1s
+	wait_for "kube-proxy's rules" 30 sh -c "ip netns exec $NS iptables -w -S FORWARD | grep -q KUBE-FORWARD"
+	egress
 	trap - ERR
 	echo "node: $NODE is Ready; kubectl: ip netns exec $NS kubectl --kubeconfig $D/admin.kubeconfig"
 	echo "node: a registry's CA goes into $D/certs.d/<host:port>/hosts.toml; 'make node-down' stops it all"

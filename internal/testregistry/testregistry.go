@@ -24,6 +24,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,10 @@ type Options struct {
 	Auth Auth
 	// Users maps user names to passwords; at least one is needed to push.
 	Users map[string]string
+	// Public are repositories (path prefixes, "public/" for every repository under it) that a
+	// client without credentials may pull, as from a public namespace of TCR: the token service
+	// grants it "pull" on them and nothing else. Token auth only.
+	Public []string
 }
 
 // Registry is a running registry.
@@ -88,6 +93,8 @@ type Registry struct {
 	kid      string
 	htpasswd string // path of the htpasswd file of the Basic variant
 
+	public []string
+
 	mu     sync.Mutex
 	users  map[string]string
 	issued []string // every token handed out, for tests that check none leaks
@@ -105,7 +112,10 @@ func Start(t testing.TB, opts Options) *Registry {
 	// by design at error level; a test sees the registry's answers anyway.
 	quietOnce.Do(func() { logrus.SetLevel(logrus.FatalLevel) })
 	dir := t.TempDir()
-	r := &Registry{auth: opts.Auth, users: map[string]string{}}
+	r := &Registry{auth: opts.Auth, users: map[string]string{}, public: opts.Public}
+	if len(opts.Public) > 0 && opts.Auth != Token {
+		t.Fatalf("testregistry: public repositories need token auth")
+	}
 	for u, p := range opts.Users {
 		r.users[u] = p
 	}
@@ -243,7 +253,8 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	want, known := r.users[user]
 	r.mu.Unlock()
-	if !ok || !known || pass != want {
+	anonymous := !ok && req.Header.Get("Authorization") == ""
+	if !anonymous && (!ok || !known || pass != want) || anonymous && len(r.public) == 0 {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
 		_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
@@ -261,9 +272,14 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request) {
 			if first < 0 || first == last {
 				continue
 			}
-			access = append(access, &token.ResourceActions{
-				Type: scope[:first], Name: scope[first+1 : last], Actions: strings.Split(scope[last+1:], ","),
-			})
+			ra := &token.ResourceActions{Type: scope[:first], Name: scope[first+1 : last], Actions: strings.Split(scope[last+1:], ",")}
+			if anonymous {
+				if ra.Type != "repository" || !r.isPublic(ra.Name) || !slices.Contains(ra.Actions, "pull") {
+					continue
+				}
+				ra.Actions = []string{"pull"}
+			}
+			access = append(access, ra)
 		}
 	}
 	now := time.Now()
@@ -290,6 +306,16 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"token": raw, "access_token": raw, "expires_in": int(tokenTTL.Seconds()), "issued_at": now.UTC().Format(time.RFC3339),
 	})
+}
+
+// isPublic tells whether anonymous clients may pull repo.
+func (r *Registry) isPublic(repo string) bool {
+	for _, p := range r.public {
+		if repo == p || strings.HasSuffix(p, "/") && strings.HasPrefix(repo, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func newCA(t testing.TB) (*x509.Certificate, *ecdsa.PrivateKey) {
