@@ -88,6 +88,8 @@ type Options struct {
 	RegistryCAFile string
 	// Now is the clock of the credential check (token expiry, check interval); time.Now when nil.
 	Now func() time.Time
+	// PodRecoveryRate is how many stuck Pods recoverPods evicts per second, all rules together.
+	PodRecoveryRate float64
 }
 
 // DefaultWebhookSecretName is the certificate Secret of the bundle's webhook.
@@ -118,11 +120,12 @@ type Reconciler struct {
 	// which serves requests on its own goroutines from before the controller starts.
 	started atomic.Pointer[workqueue.TypedRateLimitingInterface[key]]
 
-	expect  *expectations
-	results *results
-	creds   *credentials
-	locks   pairLocks
-	owners  ownerLocks
+	expect   *expectations
+	results  *results
+	creds    *credentials
+	recovery *recovery // recoverPods (recovery.go)
+	locks    pairLocks
+	owners   ownerLocks
 
 	mu sync.Mutex
 	// passed says, per ImagePullSecret UID, what its last complete walk over every namespace
@@ -221,6 +224,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.saMeta = newSAMCache(startSAMetadata(mgr, enqueue), enqueue)
 	if err := mgr.Add(r.saMeta); err != nil {
+		return err
+	}
+	r.recovery = newRecovery(r, mgr.GetCache(), r.opts.PodRecoveryRate, mgr.GetLogger())
+	if err := mgr.Add(r.recovery); err != nil {
 		return err
 	}
 	log := mgr.GetLogger().WithValues("controller", "imagepullsecret")
@@ -382,6 +389,7 @@ func (r *Reconciler) reconcileNamespace(ctx context.Context, name, namespace str
 	res, changed, err := r.syncNamespace(ctx, t, ns)
 	if changed {
 		r.requestStatus(name)
+		r.recovery.namespaceChanged(name)
 	}
 	if err != nil {
 		return ctrl.Result{}, err
@@ -538,8 +546,9 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 	}
 
 	// Off the write path: a probe, when due, runs on its own and its result comes with a later
-	// status pass.
+	// status pass; so does the recovery of stuck Pods, with a status write of its own.
 	r.creds.check(ctx, ips.UID, ips.Name, t.cred)
+	r.recovery.ruleChanged(ips.Name, ips.Spec.RecoverPods)
 	var passErr error
 	if mark, walk := r.needsWalk(t); walk {
 		if passErr = r.walk(ctx, t); passErr == nil {
@@ -735,6 +744,7 @@ func (r *Reconciler) forget(name string) {
 		r.results.forgetOwner(uid)
 		r.creds.forget(uid)
 	}
+	r.recovery.ruleChanged(name, false)
 	deleteGauges(name)
 }
 

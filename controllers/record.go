@@ -167,6 +167,8 @@ func buildStatus(ips *tcrv1.ImagePullSecret, cur *tcrv1.ImagePullSecretStatus, r
 	st := &tcrv1.ImagePullSecretStatus{
 		ObservedGeneration: ips.Generation,
 		Conditions:         slices.Clone(cur.Conditions),
+		// Pod recovery's own, which it writes itself (recovery.go).
+		PodsRecovered: cur.PodsRecovered, PodsStuck: cur.PodsStuck, StuckPods: cur.StuckPods,
 	}
 	secretName := ips.SecretName()
 	secrets, sas := firstEntries{limit: limit}, firstEntries{limit: limit}

@@ -171,6 +171,8 @@ func slimTransform(in any) (any, error) {
 		return newSlimServiceAccount(o), nil
 	case *corev1.Secret:
 		return newSlimSecret(o), nil
+	case *corev1.Pod:
+		return newSlimPod(o), nil
 	}
 	return in, nil
 }

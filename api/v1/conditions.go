@@ -74,3 +74,17 @@ const (
 	// ReasonRuleEvaluationFailed: a rule could not be evaluated for a target.
 	ReasonRuleEvaluationFailed = "RuleEvaluationFailed"
 )
+
+// Reasons of the Events and status of recoverPods.
+const (
+	// ReasonPodRecovered (Normal, on the ImagePullSecret): a stuck Pod owned by a controller was
+	// evicted so that its owner recreates it with the reference.
+	ReasonPodRecovered = "PodRecovered"
+	// ReasonPodStuck (Warning, on the Pod): a stuck Pod that recoverPods leaves alone.
+	ReasonPodStuck = "PodStuck"
+	// ReasonBarePod: the stuck Pod has no controller to recreate it.
+	ReasonBarePod = "BarePod"
+	// ReasonOwnPullSecrets: the stuck Pod lists imagePullSecrets of its own, and so does not
+	// inherit its ServiceAccount's; a recreated Pod would be stuck the same way.
+	ReasonOwnPullSecrets = "OwnPullSecrets"
+)

@@ -85,6 +85,16 @@ type ImagePullSecretSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	ServiceAccountExpression string `json:"serviceAccountExpression,omitempty"`
+
+	// RecoverPods, when true, recovers the Pods stuck without this credential: a Pending Pod of
+	// a selected namespace and ServiceAccount, with a container in ErrImagePull or
+	// ImagePullBackOff on docker.server, that lacks the Secret its ServiceAccount now references.
+	// Such a Pod owned by a controller (ReplicaSet, StatefulSet, DaemonSet, Job) is evicted
+	// through the Eviction API, so that its owner recreates it with the reference; a bare Pod,
+	// or one that lists its own imagePullSecrets, is only reported (status.stuckPods and a
+	// PodStuck Event). Off by default: the manager then reads no Pod at all.
+	// +optional
+	RecoverPods bool `json:"recoverPods,omitempty"`
 }
 
 // DockerCredential is one registry login, rendered as a kubernetes.io/dockerconfigjson Secret.
@@ -168,12 +178,36 @@ type ImagePullSecretStatus struct {
 	// +optional
 	CredentialExpiresAt *metav1.Time `json:"credentialExpiresAt,omitempty"`
 
+	// PodsRecovered counts the Pods this rule has evicted (recoverPods) since it was created.
+	// +optional
+	PodsRecovered int64 `json:"podsRecovered,omitempty"`
+
+	// PodsStuck counts the Pods stuck now without this credential that recoverPods leaves alone:
+	// bare Pods, and Pods with imagePullSecrets of their own.
+	// +optional
+	PodsStuck int32 `json:"podsStuck,omitempty"`
+
+	// StuckPods lists those Pods and why each is left alone, sorted by name and capped.
+	// +optional
+	// +listType=atomic
+	StuckPods []StuckPod `json:"stuckPods,omitempty"`
+
 	// Conditions summarise the state; Ready is True when every target is up to date.
 	// CredentialVerified and CredentialExpiring report the registry's verdict on the credential.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// StuckPod is a Pod stuck without the credential that recoverPods does not evict.
+type StuckPod struct {
+	// NamespacedName is the Pod as "namespace/name".
+	NamespacedName string `json:"namespacedName"`
+
+	// Reason is BarePod (no controller would recreate it) or OwnPullSecrets (it lists its own
+	// imagePullSecrets, so a recreated Pod would not get the ServiceAccount's either).
+	Reason string `json:"reason"`
 }
 
 // TargetUpdate records one successfully updated target.

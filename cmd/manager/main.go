@@ -53,6 +53,7 @@ type options struct {
 	pprofAddr                      string
 	credentialCheckInterval        time.Duration
 	credentialExpiryWarning        time.Duration
+	podRecoveryRate                float64
 	registryCAFile                 string
 }
 
@@ -73,6 +74,7 @@ func main() {
 	flag.StringVar(&o.webhookExtraSA, "webhook-extra-sans", "", "Comma-separated extra DNS names or IP addresses for the webhook serving certificate, for running out of cluster.")
 	flag.DurationVar(&o.credentialCheckInterval, "credential-check-interval", controllers.DefaultCredentialCheckInterval, "How often each ImagePullSecret's credential is checked against its registry (GET /v2/ with the registry's challenge), besides every change of it.")
 	flag.DurationVar(&o.credentialExpiryWarning, "credential-expiry-warning", controllers.DefaultCredentialExpiryWarning, "How long before the expiry of a password that is a JWT the condition CredentialExpiring turns True, with a Warning Event.")
+	flag.Float64Var(&o.podRecoveryRate, "pod-recovery-rate", controllers.DefaultPodRecoveryRate, "Stuck Pods that ImagePullSecrets with recoverPods evict per second, all together.")
 	flag.StringVar(&o.registryCAFile, "registry-ca-file", "", "PEM bundle of CAs trusted for registries besides the system's, for a registry with a private CA. Read again when it changes.")
 	flag.IntVar(&o.webhookMaxReviews, "webhook-max-concurrent-reviews", admission.DefaultMaxConcurrentReviews, "Admission reviews served at once; more wait up to 1 s for a slot (at most 4 per slot wait), then are answered 429 Too Many Requests, which the API server reports to the client as the refusal.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address the Go pprof endpoints bind to; empty disables them.")
@@ -128,6 +130,7 @@ func run(ctx context.Context, o options) error {
 		CredentialCheckInterval: o.credentialCheckInterval,
 		CredentialExpiryWarning: o.credentialExpiryWarning,
 		RegistryCAFile:          o.registryCAFile,
+		PodRecoveryRate:         o.podRecoveryRate,
 	})
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ImagePullSecret controller: %w", err)
