@@ -104,7 +104,13 @@ var (
 // sends, so that the leak check sees every status ever written, not only the last ones.
 type countingTransport struct{ next http.RoundTripper }
 
+// podRequests counts the manager's requests about Pods, reads included.
+var podRequests atomic.Int64
+
 func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.Contains(req.URL.Path, "/pods") {
+		podRequests.Add(1)
+	}
 	if req.Method != http.MethodGet {
 		managerWrites.Add(1)
 		_, _ = managerRequests.Write([]byte(req.Method + " " + req.URL.Path + "\n"))

@@ -26,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -226,7 +227,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(r.saMeta); err != nil {
 		return err
 	}
-	r.recovery = newRecovery(r, mgr.GetCache(), r.opts.PodRecoveryRate, mgr.GetLogger())
+	core, err := typedcorev1.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return fmt.Errorf("creating the client of evictions: %w", err)
+	}
+	r.recovery = newRecovery(r, mgr.GetCache(), core, r.opts.PodRecoveryRate, mgr.GetLogger())
 	if err := mgr.Add(r.recovery); err != nil {
 		return err
 	}

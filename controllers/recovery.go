@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -53,6 +54,11 @@ type recovery struct {
 	queue   workqueue.TypedRateLimitingInterface[string]
 	limiter *rate.Limiter
 	log     logr.Logger
+	// evictions are made through client-go's typed client, which reads the API server's answer (a
+	// Status) as a Status: controller-runtime's SubResource client decodes it into the Pod given,
+	// and that fails on the protobuf it asks built-in types in ("unexpected EOF") even though the
+	// eviction was made.
+	evictions typedcorev1.PodsGetter
 
 	mu sync.Mutex
 	// rules are the names of the rules with recoverPods.
@@ -64,12 +70,12 @@ type recovery struct {
 	acted map[types.UID]struct{}
 }
 
-func newRecovery(r *Reconciler, c cache.Cache, perSecond float64, log logr.Logger) *recovery {
+func newRecovery(r *Reconciler, c cache.Cache, evictions typedcorev1.PodsGetter, perSecond float64, log logr.Logger) *recovery {
 	if perSecond <= 0 {
 		perSecond = DefaultPodRecoveryRate
 	}
 	return &recovery{
-		r: r, cache: c, log: log.WithValues("controller", "podrecovery"),
+		r: r, cache: c, evictions: evictions, log: log.WithValues("controller", "podrecovery"),
 		queue:   workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "podrecovery"}),
 		limiter: rate.NewLimiter(rate.Limit(perSecond), 1),
 		rules:   map[string]struct{}{}, acted: map[types.UID]struct{}{},
@@ -279,8 +285,9 @@ func (rc *recovery) gather(ips *tcrv1.ImagePullSecret, pods []*slimPod) (facts [
 }
 
 // apply evicts the Pods of p not acted on yet, at the recovery rate, and sends a PodStuck Event
-// on each stuck Pod not reported yet. refused reports an eviction that a PodDisruptionBudget
-// refused (429), to be tried again.
+// on each stuck Pod not reported yet. refused reports an eviction the API server refused with
+// 429 (a PodDisruptionBudget, which it consults for Pods that are not Pending), to be tried
+// again.
 func (rc *recovery) apply(ctx context.Context, ips *tcrv1.ImagePullSecret, p *recoveryPlan) (evicted int64, refused bool, err error) {
 	for _, pod := range p.evict {
 		if !rc.firstTime(pod.uid) {
@@ -293,11 +300,13 @@ func (rc *recovery) apply(ctx context.Context, ips *tcrv1.ImagePullSecret, p *re
 			ObjectMeta:    metav1.ObjectMeta{Namespace: pod.namespace, Name: pod.name},
 			DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.uid}},
 		}
-		switch err := rc.r.client.SubResource("eviction").Create(ctx, pod.ref(), eviction); {
+		switch err := rc.evictions.Pods(pod.namespace).EvictV1(ctx, eviction); {
 		case err == nil:
 			evicted++
 			podsRecoveredCounter.WithLabelValues(ips.Name).Inc()
-			rc.r.recorder.Eventf(ips, nil, corev1.EventTypeNormal, tcrv1.ReasonPodRecovered, "Evict",
+			// The Pod as the related object: Events that differ only in their note would be one
+			// Event with a series count.
+			rc.r.recorder.Eventf(ips, pod.ref(), corev1.EventTypeNormal, tcrv1.ReasonPodRecovered, "Evict",
 				"Evicted Pod %s, stuck pulling from %s without Secret %s, so that its %s %s recreates it with the reference",
 				pod.key(), ips.Spec.Docker.Server, ips.SecretName(), pod.controller.Kind, pod.controller.Name)
 			rc.log.Info("Evicted a Pod stuck without the credential", "imagePullSecret", ips.Name, "pod", pod.key())
@@ -306,7 +315,7 @@ func (rc *recovery) apply(ctx context.Context, ips *tcrv1.ImagePullSecret, p *re
 		case apierrors.IsTooManyRequests(err):
 			rc.unact(pod.uid)
 			refused = true
-			rc.log.Info("A PodDisruptionBudget refused the eviction of a stuck Pod; trying again later", "pod", pod.key(), "reason", err.Error())
+			rc.log.Info("The eviction of a stuck Pod was refused; trying again later", "pod", pod.key(), "reason", err.Error())
 		default:
 			rc.unact(pod.uid)
 			return evicted, refused, fmt.Errorf("evicting Pod %s: %w", pod.key(), err)

@@ -176,7 +176,7 @@ up() {
 	run kube-apiserver "$BIN/kube-apiserver" --etcd-servers http://127.0.0.1:2379 --bind-address 0.0.0.0 --secure-port 6443 --advertise-address $IP \
 		--service-cluster-ip-range 10.96.0.0/24 --client-ca-file "$p/ca.crt" --tls-cert-file "$p/apiserver.crt" --tls-private-key-file "$p/apiserver.key" \
 		--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged=true \
-		--kubelet-client-certificate "$p/apiserver-kubelet.crt" --kubelet-client-key "$p/apiserver-kubelet.key" \
+		--kubelet-preferred-address-types InternalIP --kubelet-client-certificate "$p/apiserver-kubelet.crt" --kubelet-client-key "$p/apiserver-kubelet.key" \
 		--service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" --service-account-issuer https://kubernetes.default.svc.cluster.local
 	local kubectl=(ip netns exec $NS kubectl --kubeconfig "$D/admin.kubeconfig")
 	wait_for kube-apiserver 60 "${kubectl[@]}" get --raw /readyz

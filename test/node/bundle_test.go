@@ -112,8 +112,11 @@ func TestTheBundle(t *testing.T) {
 		assert.NotContains(t, err.Error(), "node-bad-password")
 	})
 
+	// recoverPods: the namespace's ServiceAccount can be admitted before the manager's cache has
+	// the rule (the webhook then adds nothing), and its first Pod copies it without the
+	// reference, a race a loaded machine loses; recovery is what heals it (issue 23).
 	ips := &tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: rule}, Spec: tcrv1.ImagePullSecretSpec{
-		Namespaces: "pull-ok", ServiceAccounts: "*",
+		Namespaces: "pull-ok", ServiceAccounts: "*", RecoverPods: true,
 		Docker: tcrv1.DockerCredential{Server: reg.Host, Username: user, Password: password}}}
 	app := privateImage(t, reg, password)
 	for _, ns := range []string{"pull-ok", "pull-no"} {
@@ -138,7 +141,8 @@ func TestTheBundle(t *testing.T) {
 			return pod
 		}
 		first := running(t, "first pull")
-		t.Logf("pull-ok: Running %s after the rule", time.Since(start).Round(time.Millisecond))
+		require.NoError(t, c.Get(ctx, client.ObjectKeyFromObject(ips), ips))
+		t.Logf("pull-ok: Running %s after the rule (Pods recovered: %d)", time.Since(start).Round(time.Millisecond), ips.Status.PodsRecovered)
 
 		require.EventuallyWithT(t, func(ct *assert.CollectT) {
 			p := onlyPod(ct, c, "pull-no")
@@ -169,6 +173,10 @@ func TestTheBundle(t *testing.T) {
 		second := running(t, "after the rotation")
 		assert.NotEqual(t, first.UID, second.UID)
 		t.Logf("pull-ok after the rotation: Running %s after the old Pod's deletion", time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("recover stuck pods", func(t *testing.T) {
+		recoverStuckPods(t, c, reg.Host, app, addOns.Host+"/private/elsewhere:1", ips.Spec.Docker.Password)
 	})
 
 	t.Run("metrics to a reader", func(t *testing.T) {
@@ -260,6 +268,12 @@ func installBundle(t *testing.T, img string) {
 	file := render(t, img)
 	kubectl(t, "apply", "-f", file)
 	t.Cleanup(func() {
+		if t.Failed() {
+			for _, what := range []string{"deployment/" + manager, "daemonset/hosts-updater"} {
+				out, _ := runErr("kubectl", "--kubeconfig", adminKubeconfig(), "-n", system, "logs", "--tail=200", what)
+				t.Logf("%s's log:\n%s", what, out)
+			}
+		}
 		if out, err := runErr("kubectl", "--kubeconfig", adminKubeconfig(), "delete", "--ignore-not-found", "--wait", "--timeout=120s", "-f", file); err != nil {
 			t.Errorf("deleting the bundle: %v\n%s", err, out)
 		}

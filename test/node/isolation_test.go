@@ -57,7 +57,8 @@ func TestTheNodeIsSealed(t *testing.T) {
 	assert.NotContains(t, nat, "CNI-", "the bridge plugin masquerades Pod traffic")
 }
 
-// pidsOf returns the pids of the processes whose command name is prog.
+// pidsOf returns the pids of the node's processes of prog: those whose command line names the
+// node's directory (other tests on this machine run their own etcd and kube-apiserver).
 func pidsOf(t *testing.T, prog string) []int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
@@ -69,7 +70,8 @@ func pidsOf(t *testing.T, prog string) []int {
 			continue
 		}
 		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err == nil && filepath.Base(exe) == prog {
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && filepath.Base(exe) == prog && strings.Contains(string(cmdline), nodeDir()) {
 			pids = append(pids, pid)
 		}
 	}
