@@ -48,7 +48,6 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 		"it patches ServiceAccounts":                    {"patch", "serviceaccounts", "kube-system", true},
 		"it creates Secrets in target namespaces":       {"create", "secrets", "default", true},
 		"it watches ImagePullSecrets":                   {"watch", "imagepullsecrets.tcr.tencentcloudcr.com", "", true},
-		"it writes ImagePullSecret status":              {"update", "imagepullsecrets.tcr.tencentcloudcr.com/status", "", true},
 		"it reads its own webhook configuration":        {"get", "validatingwebhookconfigurations/" + webhookConfig, "", true},
 		"it patches its own webhook configuration":      {"patch", "validatingwebhookconfigurations/" + webhookConfig, "", true},
 		"it patches its own mutating configuration":     {"patch", "mutatingwebhookconfigurations/" + mutatingConfig, "", true},
@@ -70,7 +69,6 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 		"it may not patch pods":                            {"patch", "pods", "default", false},
 		"it may not delete pods, only evict them":          {"delete", "pods", "default", false},
 		"it may not delete collections of pods":            {"deletecollection", "pods", "default", false},
-		"it may not exec into pods":                        {"create", "pods/exec", "default", false},
 		"it may not update nodes":                          {"update", "nodes", "", false},
 		"it may not patch ClusterRoles":                    {"patch", "clusterroles", "", false},
 		"it may not bind ClusterRoles":                     {"bind", "clusterroles", "", false},
@@ -87,7 +85,6 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 		"it may not update Secrets, only patch":            {"update", "secrets", "default", false},
 		"it may not create ServiceAccounts":                {"create", "serviceaccounts", "default", false},
 		"it may not delete ServiceAccounts":                {"delete", "serviceaccounts", "default", false},
-		"it may not mint ServiceAccount tokens":            {"create", "serviceaccounts/token", "default", false}, // token Secrets: TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields
 		"it may not use ConfigMaps for leader election":    {"update", "configmaps", ownNamespace, false},
 		"it may not change the CRD":                        {"update", "customresourcedefinitions.apiextensions.k8s.io", "", false},
 		"it may not read the hosts ConfigMap":              {"get", "configmaps/updater-config", ownNamespace, false},
@@ -102,6 +99,10 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 		})
 	}
 	subresources := map[string]subresourcePermission{
+		"it writes ImagePullSecret status":          {"update", "imagepullsecrets.tcr.tencentcloudcr.com", "status", "", true},
+		"it patches ImagePullSecret status":         {"patch", "imagepullsecrets.tcr.tencentcloudcr.com", "status", "", true},
+		"it may not exec into pods":                 {"create", "pods", "exec", "default", false},
+		"it may not mint ServiceAccount tokens":     {"create", "serviceaccounts", "token", "default", false}, // token Secrets: TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields
 		"it evicts Pods (recoverPods)":              {"create", "pods", "eviction", "default", true},
 		"it may not write pod status":               {"update", "pods", "status", "default", false},
 		"it may not patch pod status":               {"patch", "pods", "status", "default", false},
