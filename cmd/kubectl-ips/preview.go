@@ -331,10 +331,13 @@ func (p *previewer) preview(ctx context.Context, ips *tcrv1.ImagePullSecret, fro
 	}
 
 	sum := &previewSummary{Secrets: map[string]int{}, NamespacesRead: len(p.namespaces)}
-	previews := make([]controllers.NamespacePreview, 0, len(p.namespaces))
+	// previews are kept for Pod recovery, which asks what each namespace selects.
+	var previews []controllers.NamespacePreview
 	for _, ns := range p.namespaces {
 		np := target.Namespace(ns, p.sas[ns.Name], secrets[ns.Name])
-		previews = append(previews, np)
+		if target.RecoverPods() {
+			previews = append(previews, np)
+		}
 		if np.Terminating {
 			sum.NamespacesTerminating++
 			continue
