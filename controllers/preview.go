@@ -13,7 +13,8 @@ import (
 
 // Preview answers, for `kubectl ips preview`, the question a namespace pass asks: what would the
 // controller do in this namespace for this ImagePullSecret? It compiles the rule as the
-// controller does and runs the same plan over objects the caller read from the cluster; it
+// controller does and runs the same plan over objects the caller read from the cluster; for a
+// rule with recoverPods it also runs Pod recovery's plan (planRecovery) over the Pending Pods. It
 // writes nothing.
 
 // SecretAction is what a plan does with the Secret tcr.ips<name> of one namespace, as shown by
@@ -41,6 +42,10 @@ type PreviewTarget struct {
 	rule      *engine.Rule
 	data      secretData
 	dataKnown bool
+	// server is docker.server; recoverPods is true when the controller's recovery pass would
+	// run for the rule: spec.recoverPods, and the ImagePullSecret is not being deleted.
+	server      string
+	recoverPods bool
 }
 
 // NewPreviewTarget compiles the rule of ips the way the controller does (engine.Compile, the
@@ -51,8 +56,9 @@ type PreviewTarget struct {
 // being deleted selects nothing: its finalizer removes what is ours. The error has the message
 // of the controller's InvalidSpec condition.
 func NewPreviewTarget(ips *tcrv1.ImagePullSecret, uid types.UID, password *string) (*PreviewTarget, error) {
-	t := &PreviewTarget{owner: owner{name: ips.Name, uid: uid}}
+	t := &PreviewTarget{owner: owner{name: ips.Name, uid: uid}, server: ips.Spec.Docker.Server}
 	if ips.DeletionTimestamp.IsZero() {
+		t.recoverPods = ips.Spec.RecoverPods
 		rule, errs := engine.Compile(&ips.Spec)
 		if len(errs) > 0 {
 			return nil, previewError(describe(errs))
@@ -151,4 +157,76 @@ func (t *PreviewTarget) Namespace(ns *metav1.PartialObjectMetadata, sas []*corev
 		out.Secret = SecretAction(p.secret.String())
 	}
 	return out
+}
+
+// RecoverPods tells whether the controller would recover the rule's stuck Pods: the rule has
+// recoverPods and is not being deleted. Only then does the preview need the Pending Pods.
+func (t *PreviewTarget) RecoverPods() bool { return t.recoverPods }
+
+// PendingPod is a Pending Pod in the form Pod recovery keeps of it: what its plan reads.
+type PendingPod struct{ pod *slimPod }
+
+// NewPendingPod keeps of pod what Pod recovery reads, as the controller's informer does. pod is
+// only read.
+func NewPendingPod(pod *corev1.Pod) PendingPod { return PendingPod{pod: newSlimPod(pod)} }
+
+// PodPreview is one Pod that Pod recovery would act on.
+type PodPreview struct {
+	Namespace, Name string
+	// ControllerKind and ControllerName are the Pod's controller reference, empty for a Pod
+	// without one.
+	ControllerKind, ControllerName string
+	// Reason is why a stuck Pod is left alone: tcrv1.ReasonBarePod or tcrv1.ReasonOwnPullSecrets.
+	Reason string
+}
+
+// RecoveryPreview is what Pod recovery would do for the rule, each list sorted by namespace and
+// name.
+type RecoveryPreview struct {
+	// Evict are the stuck Pods owned by a controller, which would be evicted.
+	Evict []PodPreview
+	// Stuck are the stuck Pods left alone and reported (status.stuckPods, a PodStuck Event).
+	Stuck []PodPreview
+}
+
+// Recovery runs the controller's recovery plan (planRecovery) over the Pending Pods, given the
+// namespace previews the caller computed with Namespace. It shows what the controller does once
+// it has distributed: a Pod's ServiceAccount counts as referencing the Secret when the rule
+// selects it, in a namespace that is not terminating and where the Secret's name is not held by
+// a foreign Secret (there the controller never adds the reference, so it never recovers). It
+// returns nothing for a rule without recoverPods.
+func (t *PreviewTarget) Recovery(pods []PendingPod, namespaces []NamespacePreview) RecoveryPreview {
+	var out RecoveryPreview
+	if !t.recoverPods {
+		return out
+	}
+	byName := make(map[string]*NamespacePreview, len(namespaces))
+	for i := range namespaces {
+		byName[namespaces[i].Namespace] = &namespaces[i]
+	}
+	facts := make([]podFacts, 0, len(pods))
+	for _, p := range pods {
+		f := podFacts{pod: p.pod}
+		if np := byName[p.pod.namespace]; np != nil && np.Selected && !np.Terminating {
+			f.selected = slices.Contains(np.ServiceAccounts, p.pod.serviceAccount)
+			f.referenced = f.selected && np.Secret != SecretForeign
+		}
+		facts = append(facts, f)
+	}
+	plan := planRecovery(t.SecretName(), t.server, facts)
+	for _, pod := range plan.evict {
+		out.Evict = append(out.Evict, podPreview(pod, ""))
+	}
+	for _, s := range plan.stuck {
+		out.Stuck = append(out.Stuck, podPreview(s.pod, s.reason))
+	}
+	return out
+}
+
+func podPreview(pod *slimPod, reason string) PodPreview {
+	p := PodPreview{Namespace: pod.namespace, Name: pod.name, Reason: reason}
+	if pod.controller != nil {
+		p.ControllerKind, p.ControllerName = pod.controller.Kind, pod.controller.Name
+	}
+	return p
 }

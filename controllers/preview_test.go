@@ -159,3 +159,70 @@ func TestPreviewReadsServiceAccountMetadata(t *testing.T) {
 	assert.Equal(t, []string{"labelled"}, got.ServiceAccounts)
 	assert.Equal(t, []string{"labelled"}, got.AddReferences)
 }
+
+// Recovery runs planRecovery (its cases are the controller's); these cases cover what the
+// preview adds: the facts it derives from the namespace previews, and a rule that does not
+// recover.
+func TestPreviewRecovery(t *testing.T) {
+	stuck := func(namespace, name, sa string, controlled bool, pullSecrets ...string) PendingPod {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: types.UID("uid-" + name)},
+			Spec:       corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "c", Image: "r.example.com/app:1"}}},
+			Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
+				{Name: "c", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull"}}}}},
+		}
+		if controlled {
+			yes := true
+			pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "rs-" + name, UID: "uid-rs", Controller: &yes}}
+		}
+		for _, s := range pullSecrets {
+			pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
+		}
+		return NewPendingPod(pod)
+	}
+	pods := []PendingPod{
+		stuck("ns", "evicted", "a", true),
+		stuck("ns", "bare", "", false), // the default ServiceAccount
+		stuck("ns", "own", "a", true, "mine"),
+		stuck("ns", "unselected-sa", "b", true),
+		stuck("foreign", "p", "a", true),
+		stuck("terminating", "p", "a", true),
+		stuck("unselected", "p", "a", true),
+		stuck("unknown", "p", "a", true), // a namespace the preview did not read
+	}
+	namespaces := []NamespacePreview{
+		{Namespace: "ns", Selected: true, Secret: SecretCreate, ServiceAccounts: []string{"a", "default"}},
+		{Namespace: "foreign", Selected: true, Secret: SecretForeign, ServiceAccounts: []string{"a"}},
+		{Namespace: "terminating", Selected: true, Terminating: true, ServiceAccounts: []string{"a"}},
+		{Namespace: "unselected", Secret: SecretDelete},
+	}
+
+	ips := previewIPS(false)
+	ips.Spec.RecoverPods = true
+	target, err := NewPreviewTarget(ips, "uid-x", nil)
+	require.NoError(t, err)
+	assert.True(t, target.RecoverPods())
+	assert.Equal(t, RecoveryPreview{
+		Evict: []PodPreview{{Namespace: "ns", Name: "evicted", ControllerKind: "ReplicaSet", ControllerName: "rs-evicted"}},
+		Stuck: []PodPreview{
+			{Namespace: "ns", Name: "bare", Reason: tcrv1.ReasonBarePod},
+			{Namespace: "ns", Name: "own", ControllerKind: "ReplicaSet", ControllerName: "rs-own", Reason: tcrv1.ReasonOwnPullSecrets},
+		},
+	}, target.Recovery(pods, namespaces))
+
+	// Without recoverPods, or being deleted, the rule recovers nothing.
+	for name, edit := range map[string]func(*tcrv1.ImagePullSecret){
+		"without recoverPods": func(ips *tcrv1.ImagePullSecret) { ips.Spec.RecoverPods = false },
+		"being deleted":       func(ips *tcrv1.ImagePullSecret) { ips.DeletionTimestamp = &metav1.Time{Time: time.Unix(100, 0)} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ips := previewIPS(false)
+			ips.Spec.RecoverPods = true
+			edit(ips)
+			target, err := NewPreviewTarget(ips, "uid-x", nil)
+			require.NoError(t, err)
+			assert.False(t, target.RecoverPods())
+			assert.Empty(t, target.Recovery(pods, namespaces))
+		})
+	}
+}

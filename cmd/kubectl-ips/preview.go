@@ -43,7 +43,10 @@ for the ImagePullSecrets NAME... already in the cluster, by running the controll
 and plan over the cluster your kubeconfig points at: the namespaces and ServiceAccounts the rule
 selects, the Secret tcr.ips<name> it would create, update, keep or delete in each, the same-name
 Secrets it would leave alone as foreign (SecretNotOwned), and the admission webhook's warnings or
-refusal. It only reads (get and list); the password is never printed.
+refusal. For a rule with recoverPods, it also lists the Pending Pods (by field selector) and shows
+the Pods stuck without the rule's Secret that the controller would evict, and those it would leave
+alone (BarePod, OwnPullSecrets), as it will once it has distributed the Secret. It only reads (get
+and list); the password is never printed.
 A CR of FILE that is already in the cluster is previewed as an update of it (its Secrets are
 ours); one that is not is new, and every Secret already holding its name is foreign.
 Exits 0 when every ImagePullSecret was previewed, 1 when the cluster could not be read, 2 when
@@ -79,6 +82,8 @@ type previewItem struct {
 	Notes      []string           `json:"notes,omitempty"`
 	Summary    *previewSummary    `json:"summary,omitempty"`
 	Namespaces []previewNamespace `json:"namespaces,omitempty"`
+	// Recovery is what recoverPods would do; only for a rule with recoverPods.
+	Recovery *previewRecovery `json:"recovery,omitempty"`
 }
 
 type previewAdmission struct {
@@ -114,6 +119,23 @@ type previewNamespace struct {
 type previewFailure struct {
 	Reason  string `json:"reason"`
 	Message string `json:"message"`
+}
+
+type previewRecovery struct {
+	// PendingPodsRead counts the Pending Pods read, in every namespace.
+	PendingPodsRead int `json:"pendingPodsRead"`
+	// Evict are the stuck Pods the controller would evict, for their controller to recreate.
+	Evict []previewPod `json:"evict,omitempty"`
+	// Stuck are the stuck Pods it would leave alone and report (status.stuckPods), with why.
+	Stuck []previewPod `json:"stuck,omitempty"`
+}
+
+type previewPod struct {
+	NamespacedName string `json:"namespacedName"`
+	// Controller is the Pod's controller reference as "Kind/name", if it has one.
+	Controller string `json:"controller,omitempty"`
+	// Reason is why a stuck Pod is left alone: BarePod or OwnPullSecrets.
+	Reason string `json:"reason,omitempty"`
 }
 
 // preview runs `kubectl ips preview` and returns the exit code.
@@ -228,7 +250,8 @@ func preview(args []string, stdout, stderr io.Writer) int {
 }
 
 // previewer reads the cluster for preview. Namespaces and ServiceAccounts are read once, when the
-// first ImagePullSecret needs them.
+// first ImagePullSecret needs them; the Pending Pods once, when the first ImagePullSecret with
+// recoverPods needs them, and never otherwise.
 type previewer struct {
 	client    client.Client
 	namespace string // the controller's
@@ -238,6 +261,9 @@ type previewer struct {
 	read       bool
 	namespaces []*metav1.PartialObjectMetadata
 	sas        map[string][]*corev1.ServiceAccount
+
+	podsRead bool
+	pods     []controllers.PendingPod
 }
 
 // preview previews one ImagePullSecret: fromFile is true for one of FILE, false for one read
@@ -305,8 +331,13 @@ func (p *previewer) preview(ctx context.Context, ips *tcrv1.ImagePullSecret, fro
 	}
 
 	sum := &previewSummary{Secrets: map[string]int{}, NamespacesRead: len(p.namespaces)}
+	// previews are kept for Pod recovery, which asks what each namespace selects.
+	var previews []controllers.NamespacePreview
 	for _, ns := range p.namespaces {
 		np := target.Namespace(ns, p.sas[ns.Name], secrets[ns.Name])
+		if target.RecoverPods() {
+			previews = append(previews, np)
+		}
 		if np.Terminating {
 			sum.NamespacesTerminating++
 			continue
@@ -331,7 +362,30 @@ func (p *previewer) preview(ctx context.Context, ips *tcrv1.ImagePullSecret, fro
 		item.Namespaces = append(item.Namespaces, row)
 	}
 	item.Summary = sum
+
+	if target.RecoverPods() {
+		if err := p.readPods(ctx); err != nil {
+			fmt.Fprintf(p.stderr, "%s: reading the cluster: %v\n", ips.Name, err)
+			return nil, previewFailed
+		}
+		rec := target.Recovery(p.pods, previews)
+		item.Recovery = &previewRecovery{PendingPodsRead: len(p.pods)}
+		for _, pod := range rec.Evict {
+			item.Recovery.Evict = append(item.Recovery.Evict, newPreviewPod(pod))
+		}
+		for _, pod := range rec.Stuck {
+			item.Recovery.Stuck = append(item.Recovery.Stuck, newPreviewPod(pod))
+		}
+	}
 	return item, previewShown
+}
+
+func newPreviewPod(pod controllers.PodPreview) previewPod {
+	out := previewPod{NamespacedName: pod.Namespace + "/" + pod.Name, Reason: pod.Reason}
+	if pod.ControllerKind != "" {
+		out.Controller = pod.ControllerKind + "/" + pod.ControllerName
+	}
+	return out
 }
 
 // password returns the password the controller would distribute, or nil and why not when it
@@ -391,6 +445,24 @@ func (p *previewer) readCluster(ctx context.Context) error {
 		return fmt.Errorf("listing ServiceAccounts: %w", err)
 	}
 	p.read = true
+	return nil
+}
+
+// readPods lists the Pending Pods, as the controller's informer does: by field selector, a page
+// at a time, each kept in the form recovery reads.
+func (p *previewer) readPods(ctx context.Context) error {
+	if p.podsRead {
+		return nil
+	}
+	err := listPages(ctx, p.client, func() *corev1.PodList { return &corev1.PodList{} }, func(list *corev1.PodList) {
+		for i := range list.Items {
+			p.pods = append(p.pods, controllers.NewPendingPod(&list.Items[i]))
+		}
+	}, client.MatchingFields{"status.phase": string(corev1.PodPending)})
+	if err != nil {
+		return fmt.Errorf("listing Pending Pods: %w", err)
+	}
+	p.podsRead = true
 	return nil
 }
 
@@ -463,6 +535,26 @@ func printTable(w io.Writer, item *previewItem) {
 			fmt.Fprintf(w, "%s: %s\n", f.Reason, f.Message)
 		}
 	}
+	if r := item.Recovery; r != nil {
+		printRecovery(w, r)
+	}
+}
+
+// printRecovery prints the Pods recoverPods would evict, then those it would leave stuck, and a
+// line counting them.
+func printRecovery(w io.Writer, r *previewRecovery) {
+	if len(r.Evict)+len(r.Stuck) > 0 {
+		tw := tabwriter.NewWriter(w, 6, 4, 3, ' ', 0)
+		fmt.Fprintln(tw, "POD\tRECOVERY\tCONTROLLER\tREASON")
+		for _, pod := range r.Evict {
+			fmt.Fprintf(tw, "%s\tevict\t%s\t%s\n", pod.NamespacedName, orNone(pod.Controller), orNone(pod.Reason))
+		}
+		for _, pod := range r.Stuck {
+			fmt.Fprintf(tw, "%s\tstuck\t%s\t%s\n", pod.NamespacedName, orNone(pod.Controller), orNone(pod.Reason))
+		}
+		_ = tw.Flush()
+	}
+	fmt.Fprintf(w, "recoverPods: evict %d, stuck %d; Pending Pods: %d read\n", len(r.Evict), len(r.Stuck), r.PendingPodsRead)
 }
 
 // serviceAccountsColumn lists the selected ServiceAccounts, "+" before those that would gain the

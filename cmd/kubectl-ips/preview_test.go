@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +22,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -188,6 +194,7 @@ func TestPreview(t *testing.T) {
 		lists := 0
 		for _, r := range requests {
 			assert.True(t, strings.HasPrefix(r, "GET "), "a request that is not a read: %s", r)
+			assert.NotContains(t, r, "/pods", "a rule without recoverPods needs no Pod")
 			if strings.Contains(r, "/namespaces?") || strings.Contains(r, "/serviceaccounts?") || strings.Contains(r, "/secrets?") {
 				lists++
 				assert.Contains(t, r, "limit=500", "a list without a page size: %s", r)
@@ -433,4 +440,237 @@ func TestPreviewInvalidInput(t *testing.T) {
 	code, _, errOut = runPreview(t, "demo", "--kubeconfig", empty)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "invalid configuration")
+}
+
+// pendingPod is a Pod of the ServiceAccount sa whose containers wait with the given reasons, by
+// image; an image whose name starts with "init:" is an init container's. With no kubelet, the
+// test writes the status itself.
+type pendingPod struct {
+	namespace, name, sa string
+	controller          *metav1.OwnerReference
+	pullSecrets         []string
+	phase               corev1.PodPhase // Pending when empty
+	waiting             map[string]string
+}
+
+func (p pendingPod) create(t *testing.T, c client.Client) {
+	t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.namespace, Name: p.name},
+		Spec:       corev1.PodSpec{ServiceAccountName: p.sa},
+	}
+	if p.controller != nil {
+		pod.OwnerReferences = []metav1.OwnerReference{*p.controller}
+	}
+	for _, s := range p.pullSecrets {
+		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
+	}
+	var statuses, initStatuses []corev1.ContainerStatus
+	for i, image := range slices.Sorted(maps.Keys(p.waiting)) {
+		name := fmt.Sprintf("c%d", i)
+		status := corev1.ContainerStatus{Name: name, Image: image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: p.waiting[image], Message: "pull failed"}}}
+		if initImage, ok := strings.CutPrefix(image, "init:"); ok {
+			status.Image = initImage
+			pod.Spec.InitContainers = append(pod.Spec.InitContainers, corev1.Container{Name: name, Image: initImage})
+			initStatuses = append(initStatuses, status)
+		} else {
+			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: name, Image: image})
+			statuses = append(statuses, status)
+		}
+	}
+	require.NoError(t, c.Create(ctx, pod))
+	pod.Status.Phase = cmp.Or(p.phase, corev1.PodPending)
+	pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses = statuses, initStatuses
+	require.NoError(t, c.Status().Update(ctx, pod))
+}
+
+func controlledBy(kind, name string) *metav1.OwnerReference {
+	apiVersion := "apps/v1"
+	if kind == "Job" {
+		apiVersion = "batch/v1"
+	}
+	return &metav1.OwnerReference{APIVersion: apiVersion, Kind: kind, Name: name, UID: types.UID("uid-" + name), Controller: ptr.To(true)}
+}
+
+// recoveryTable is what `kubectl ips preview demo` adds to demoTable once demo has recoverPods,
+// over the Pods of TestPreviewRecoverPods.
+const recoveryTable = `POD                     RECOVERY   CONTROLLER            REASON
+team-a/web-5d8f-abcde   evict      ReplicaSet/web-5d8f   <none>
+team-d/db-0             evict      StatefulSet/db        <none>
+team-a/bare             stuck      <none>                BarePod
+team-b/own-7c9b-xyz12   stuck      ReplicaSet/own-7c9b   OwnPullSecrets
+recoverPods: evict 2, stuck 2; Pending Pods: 11 read
+`
+
+// TestPreviewRecoverPods previews recoverPods through the controller's own recovery plan over the
+// fixture's namespaces and Pending Pods of each case it tells apart, and proves that a rule
+// without recoverPods makes no Pod request at all.
+func TestPreviewRecoverPods(t *testing.T) {
+	env := startPreviewFixture(t)
+	ctx := context.Background()
+	kubeconfig := []string{"--kubeconfig", env.Kubeconfig}
+	const image = previewServer + "/team/web:1.0"
+	ref := tcrv1.SecretNamePrefix + "demo"
+	pods := []pendingPod{
+		// Evicted: owned by a controller, waiting for an image of the rule's registry.
+		{namespace: "team-a", name: "web-5d8f-abcde", sa: "default", controller: controlledBy("ReplicaSet", "web-5d8f"),
+			waiting: map[string]string{image: "ErrImagePull"}},
+		{namespace: "team-d", name: "db-0", sa: "default", controller: controlledBy("StatefulSet", "db"),
+			waiting: map[string]string{"init:" + previewServer + "/team/migrate:2": "ImagePullBackOff", image: "PodInitializing"}},
+		// Stuck and reported.
+		{namespace: "team-a", name: "bare", sa: "deployer", waiting: map[string]string{image: "ImagePullBackOff"}},
+		{namespace: "team-b", name: "own-7c9b-xyz12", sa: "deployer", controller: controlledBy("ReplicaSet", "own-7c9b"),
+			pullSecrets: []string{"registry-cred"}, waiting: map[string]string{image: "ErrImagePull"}},
+		// Not listed: another registry (Docker Hub, and a host that only starts like the rule's).
+		{namespace: "team-a", name: "hub-6f7d-qwert", sa: "default", controller: controlledBy("ReplicaSet", "hub-6f7d"),
+			waiting: map[string]string{"nginx:1.27": "ErrImagePull"}},
+		{namespace: "team-a", name: "lookalike-1", sa: "default", controller: controlledBy("Job", "lookalike"),
+			waiting: map[string]string{previewServer + ".evil.example/team/web:1.0": "ErrImagePull"}},
+		// Not listed: a ServiceAccount or namespace the rule does not select, a namespace whose
+		// Secret is foreign (the controller never references it there), a Pod that lists the
+		// Secret already (it fails for another reason), a Pod waiting for another reason, and one
+		// that is not Pending (not even read).
+		{namespace: "team-a", name: "builder-1", sa: "builder", controller: controlledBy("Job", "builder"),
+			waiting: map[string]string{image: "ErrImagePull"}},
+		{namespace: "other", name: "web-1", sa: "default", controller: controlledBy("ReplicaSet", "web"),
+			waiting: map[string]string{image: "ErrImagePull"}},
+		{namespace: "team-c", name: "web-1", sa: "default", controller: controlledBy("ReplicaSet", "web"),
+			waiting: map[string]string{image: "ErrImagePull"}},
+		{namespace: "team-b", name: "listed-1", sa: "default", controller: controlledBy("ReplicaSet", "listed"),
+			pullSecrets: []string{ref}, waiting: map[string]string{image: "ErrImagePull"}},
+		{namespace: "team-d", name: "config-1", sa: "default", controller: controlledBy("DaemonSet", "config"),
+			waiting: map[string]string{image: "CreateContainerConfigError"}},
+		{namespace: "team-a", name: "running-1", sa: "default", controller: controlledBy("ReplicaSet", "running"),
+			phase: corev1.PodRunning, waiting: map[string]string{image: "ErrImagePull"}},
+	}
+	for _, p := range pods {
+		p.create(t, env.Client)
+	}
+
+	// Every request the command makes, as "METHOD path?query".
+	var mu sync.Mutex
+	var requests []string
+	wrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			mu.Lock()
+			requests = append(requests, req.Method+" "+req.URL.RequestURI())
+			mu.Unlock()
+			return rt.RoundTrip(req)
+		})
+	}
+	t.Cleanup(func() { wrapTransport = nil })
+	podRequests := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for _, r := range requests {
+			if strings.Contains(r, "/pods") {
+				out = append(out, r)
+			}
+		}
+		requests = nil
+		return out
+	}
+
+	t.Run("without recoverPods: no Pod section and no Pod request", func(t *testing.T) {
+		podRequests()
+		code, out, errOut := runPreview(t, append([]string{"demo"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, demoTable, out)
+		assert.Empty(t, podRequests())
+		code, out, errOut = runPreview(t, append([]string{"demo", "-o", "json"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.JSONEq(t, demoJSON, out)
+		assert.Empty(t, podRequests())
+	})
+
+	// recoverPods on a CR of the file, the fixture's demo: previewed as its update.
+	cr := strings.Replace(crYAML("demo", previewServer, previewPassword), `namespaces: "*"`,
+		`namespaces: "team-a, team-b, team-c, team-d, gone"`+"\n  serviceAccounts: \"default, deployer\"\n  recoverPods: true", 1)
+	file := writeFile(t, cr)
+
+	t.Run("-f with recoverPods: the Pods it would evict and those it would leave stuck", func(t *testing.T) {
+		podRequests()
+		code, out, errOut := runPreview(t, append([]string{"-f", file}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Empty(t, errOut)
+		assert.Equal(t, demoTable+recoveryTable, out)
+		// One list of the Pending Pods, by field selector, a page at a time.
+		assert.Equal(t, []string{"GET /api/v1/pods?fieldSelector=status.phase%3DPending&limit=500"}, podRequests())
+	})
+
+	t.Run("NAME with recoverPods, -o json", func(t *testing.T) {
+		live := &tcrv1.ImagePullSecret{}
+		require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Name: "demo"}, live))
+		live.Spec.RecoverPods = true
+		require.NoError(t, env.Client.Update(ctx, live))
+		podRequests()
+		code, out, errOut := runPreview(t, append([]string{"demo", "-o", "json"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		var doc map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &doc))
+		items := doc["items"].([]any)
+		require.Len(t, items, 1)
+		recovery, err := json.Marshal(items[0].(map[string]any)["recovery"])
+		require.NoError(t, err)
+		assert.JSONEq(t, `{
+  "pendingPodsRead": 11,
+  "evict": [
+    {"namespacedName": "team-a/web-5d8f-abcde", "controller": "ReplicaSet/web-5d8f"},
+    {"namespacedName": "team-d/db-0", "controller": "StatefulSet/db"}
+  ],
+  "stuck": [
+    {"namespacedName": "team-a/bare", "reason": "BarePod"},
+    {"namespacedName": "team-b/own-7c9b-xyz12", "controller": "ReplicaSet/own-7c9b", "reason": "OwnPullSecrets"}
+  ]
+}`, string(recovery))
+		assert.Equal(t, []string{"GET /api/v1/pods?fieldSelector=status.phase%3DPending&limit=500"}, podRequests())
+
+		// The table of the live CR is the one of the file.
+		code, out, errOut = runPreview(t, append([]string{"demo"}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, demoTable+recoveryTable, out)
+	})
+
+	t.Run("Pods of many rules are read once, a page at a time", func(t *testing.T) {
+		previewPageSize = 4
+		defer func() { previewPageSize = 500 }()
+		// A rule for Docker Hub, named by one of its aliases, and demo.
+		other := strings.Replace(crYAML("other", "index.docker.io", previewPassword), `namespaces: "*"`,
+			`namespaces: "team-a"`+"\n  serviceAccounts: default\n  recoverPods: true", 1)
+		podRequests()
+		code, out, errOut := runPreview(t, append([]string{"-f", writeFile(t, other+"---\n"+cr)}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, `ImagePullSecret other (not in the cluster: previewed as new)
+NAMESPACE   SECRET   SERVICE-ACCOUNTS
+team-a      create   +default
+secretsDesired: 1, sAsDesired: 1; Secrets: create 1; references: +1 -0; namespaces: 11 read, 1 terminating skipped
+POD                     RECOVERY   CONTROLLER            REASON
+team-a/hub-6f7d-qwert   evict      ReplicaSet/hub-6f7d   <none>
+recoverPods: evict 1, stuck 0; Pending Pods: 11 read
+
+`+demoTable+recoveryTable, out)
+		// 11 Pending Pods in pages of 4: three requests, the two last continuing the first.
+		got := podRequests()
+		require.Len(t, got, 3, "%v", got)
+		assert.Equal(t, "GET /api/v1/pods?fieldSelector=status.phase%3DPending&limit=4", got[0])
+		for _, r := range got[1:] {
+			assert.Contains(t, r, "continue=")
+		}
+	})
+
+	t.Run("recoverPods with nothing stuck: the count line only", func(t *testing.T) {
+		calm := strings.Replace(crYAML("calm", "calm.tencentcloudcr.com", previewPassword), `namespaces: "*"`,
+			`namespaces: "team-a"`+"\n  serviceAccounts: default\n  recoverPods: true", 1)
+		code, out, errOut := runPreview(t, append([]string{"-f", writeFile(t, calm)}, kubeconfig...)...)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, `ImagePullSecret calm (not in the cluster: previewed as new)
+NAMESPACE   SECRET   SERVICE-ACCOUNTS
+team-a      create   +default
+secretsDesired: 1, sAsDesired: 1; Secrets: create 1; references: +1 -0; namespaces: 11 read, 1 terminating skipped
+recoverPods: evict 0, stuck 0; Pending Pods: 11 read
+`, out)
+	})
 }

@@ -193,10 +193,11 @@ func waitHealthy(t *testing.T, p *testenv.Process, port int, path string) {
 }
 
 // canI asks the API server, through 'kubectl auth can-i --as', whether user may do verb on
-// resource (optionally "resource/name") in namespace ("" for cluster scope).
-func canI(t *testing.T, user, verb, resource, namespace string) bool {
+// resource (optionally "resource/name") in namespace ("" for cluster scope); flags are more
+// flags of 'kubectl auth can-i', such as --subresource.
+func canI(t *testing.T, user, verb, resource, namespace string, flags ...string) bool {
 	t.Helper()
-	args := []string{"auth", "can-i", verb, resource, "--as=" + user}
+	args := append([]string{"auth", "can-i", verb, resource, "--as=" + user}, flags...)
 	if namespace != "" {
 		args = append(args, "-n", namespace)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -46,7 +48,6 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 		"it patches ServiceAccounts":                    {"patch", "serviceaccounts", "kube-system", true},
 		"it creates Secrets in target namespaces":       {"create", "secrets", "default", true},
 		"it watches ImagePullSecrets":                   {"watch", "imagepullsecrets.tcr.tencentcloudcr.com", "", true},
-		"it writes ImagePullSecret status":              {"update", "imagepullsecrets.tcr.tencentcloudcr.com/status", "", true},
 		"it reads its own webhook configuration":        {"get", "validatingwebhookconfigurations/" + webhookConfig, "", true},
 		"it patches its own webhook configuration":      {"patch", "validatingwebhookconfigurations/" + webhookConfig, "", true},
 		"it patches its own mutating configuration":     {"patch", "mutatingwebhookconfigurations/" + mutatingConfig, "", true},
@@ -57,11 +58,17 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 		"it may not hold Leases outside its namespace":  {"create", "leases.coordination.k8s.io", "kube-system", false},
 		"it reviews metrics scrapers' tokens":           {"create", "tokenreviews.authentication.k8s.io", "", true},
 		"it asks whether a scraper may read metrics":    {"create", "subjectaccessreviews.authorization.k8s.io", "", true},
+		"it gets Pods":                       {"get", "pods", "default", true},
+		"it lists Pods in every namespace":   {"list", "pods", "", true},
+		"it watches Pods in every namespace": {"watch", "pods", "", true},
 		// What it must not do.
 		"it may not delete namespaces":                     {"delete", "namespaces", "", false},
 		"it may not create namespaces":                     {"create", "namespaces", "", false},
 		"it may not create pods":                           {"create", "pods", "default", false},
-		"it may not exec into pods":                        {"create", "pods/exec", "default", false},
+		"it may not update pods":                           {"update", "pods", "default", false},
+		"it may not patch pods":                            {"patch", "pods", "default", false},
+		"it may not delete pods, only evict them":          {"delete", "pods", "default", false},
+		"it may not delete collections of pods":            {"deletecollection", "pods", "default", false},
 		"it may not update nodes":                          {"update", "nodes", "", false},
 		"it may not patch ClusterRoles":                    {"patch", "clusterroles", "", false},
 		"it may not bind ClusterRoles":                     {"bind", "clusterroles", "", false},
@@ -78,7 +85,6 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 		"it may not update Secrets, only patch":            {"update", "secrets", "default", false},
 		"it may not create ServiceAccounts":                {"create", "serviceaccounts", "default", false},
 		"it may not delete ServiceAccounts":                {"delete", "serviceaccounts", "default", false},
-		"it may not mint ServiceAccount tokens":            {"create", "serviceaccounts/token", "default", false}, // token Secrets: TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields
 		"it may not use ConfigMaps for leader election":    {"update", "configmaps", ownNamespace, false},
 		"it may not change the CRD":                        {"update", "customresourcedefinitions.apiextensions.k8s.io", "", false},
 		"it may not read the hosts ConfigMap":              {"get", "configmaps/updater-config", ownNamespace, false},
@@ -92,6 +98,33 @@ func TestManagerPermissionsAreMinimal(t *testing.T) {
 				"kubectl auth can-i %s %s -n %q --as=%s", c.verb, c.resource, c.namespace, user)
 		})
 	}
+	subresources := map[string]subresourcePermission{
+		"it writes ImagePullSecret status":          {"update", "imagepullsecrets.tcr.tencentcloudcr.com", "status", "", true},
+		"it patches ImagePullSecret status":         {"patch", "imagepullsecrets.tcr.tencentcloudcr.com", "status", "", true},
+		"it may not exec into pods":                 {"create", "pods", "exec", "default", false},
+		"it may not mint ServiceAccount tokens":     {"create", "serviceaccounts", "token", "default", false}, // token Secrets: TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields
+		"it evicts Pods (recoverPods)":              {"create", "pods", "eviction", "default", true},
+		"it may not write pod status":               {"update", "pods", "status", "default", false},
+		"it may not patch pod status":               {"patch", "pods", "status", "default", false},
+		"it may not bind pods to nodes":             {"create", "pods", "binding", "default", false},
+		"it may not read pod logs":                  {"get", "pods", "log", "default", false},
+		"it may not attach to pods":                 {"create", "pods", "attach", "default", false},
+		"it may not resize pods":                    {"patch", "pods", "resize", "default", false},
+		"it may not add ephemeral debug containers": {"patch", "pods", "ephemeralcontainers", "default", false},
+	}
+	for name, c := range subresources {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, c.allowed, canI(t, user, c.verb, c.resource, c.namespace, "--subresource="+c.subresource),
+				"kubectl auth can-i %s %s --subresource=%s -n %q --as=%s", c.verb, c.resource, c.subresource, c.namespace, user)
+		})
+	}
+}
+
+// subresourcePermission is a 'kubectl auth can-i --subresource' question: in 'kubectl auth can-i
+// VERB RESOURCE/NAME', what follows the slash names an object, not a subresource.
+type subresourcePermission struct {
+	verb, resource, subresource, namespace string
+	allowed                                bool
 }
 
 func TestAgentPermissionsAreMinimal(t *testing.T) {
@@ -596,5 +629,90 @@ func TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields(t *te
 		assert.Equal(t, []corev1.LocalObjectReference{{Name: "keep-me"}}, sa.ImagePullSecrets)
 		manager.Stop()
 		assert.Empty(t, forbiddenLines(manager.Output()), "the policies refused a write of the controller")
+	})
+}
+
+// TestManagerEvictsPodsAndMayNotWriteThemOtherwise extends the Pod cases of
+// TestManagerPermissionsAreMinimal with real requests, made with a token of the manager's
+// ServiceAccount against the installed bundle: recoverPods reads Pods and evicts them through the
+// Eviction API, and that is its only write to a Pod.
+func TestManagerEvictsPodsAndMayNotWriteThemOtherwise(t *testing.T) {
+	ctx := context.Background()
+	installBundle(t)
+	mc := managerClient(t)
+
+	const ns = "e2e-pods"
+	require.NoError(t, client.IgnoreAlreadyExists(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})))
+	require.NoError(t, client.IgnoreAlreadyExists(env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}})))
+	newPod := func(name string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "e2e.tencentcloudcr.com/team/app:1"}}},
+		}
+	}
+	// adminCreates makes a Pod as the administrator, Pending (no scheduler, no kubelet), for the
+	// manager to act on.
+	adminCreates := func(t *testing.T, name string) *corev1.Pod {
+		t.Helper()
+		pod := newPod(name)
+		require.NoError(t, env.Client.Create(ctx, pod))
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pod, client.GracePeriodSeconds(0)) })
+		return pod.DeepCopy()
+	}
+	forbidden := func(verb, resource, name string) string {
+		subject := "pods"
+		if name != "" {
+			subject = fmt.Sprintf("pods %q", name)
+		}
+		return fmt.Sprintf("%s is forbidden: User %q cannot %s resource %q in API group \"\" in the namespace %q",
+			subject, serviceAccountUser(managerSA), verb, resource, ns)
+	}
+
+	pod := adminCreates(t, "stuck")
+	t.Run("it reads and lists the Pending Pods", func(t *testing.T) {
+		got := &corev1.Pod{}
+		require.NoError(t, mc.Get(ctx, client.ObjectKeyFromObject(pod), got))
+		assert.Equal(t, pod.UID, got.UID)
+		var list corev1.PodList
+		require.NoError(t, mc.List(ctx, &list, client.MatchingFields{"status.phase": string(corev1.PodPending)}))
+		assert.True(t, slices.ContainsFunc(list.Items, func(p corev1.Pod) bool { return p.UID == pod.UID }), "the list of Pending Pods lacks %s/%s", ns, pod.Name)
+	})
+	t.Run("it may not create a Pod", func(t *testing.T) {
+		require.EqualError(t, mc.Create(ctx, newPod("created-by-manager")), forbidden("create", "pods", ""))
+	})
+	t.Run("it may not update a Pod", func(t *testing.T) {
+		edit := pod.DeepCopy()
+		edit.Labels = map[string]string{"e2e": "x"}
+		require.EqualError(t, mc.Update(ctx, edit), forbidden("update", "pods", pod.Name))
+	})
+	t.Run("it may not patch a Pod", func(t *testing.T) {
+		err := mc.Patch(ctx, pod.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"e2e":"x"}}}`)))
+		require.EqualError(t, err, forbidden("patch", "pods", pod.Name))
+	})
+	t.Run("it may not write a Pod's status", func(t *testing.T) {
+		edit := pod.DeepCopy()
+		edit.Status.Phase = corev1.PodFailed
+		require.EqualError(t, mc.Status().Update(ctx, edit), forbidden("update", "pods/status", pod.Name))
+	})
+	t.Run("it may not delete a Pod", func(t *testing.T) {
+		require.EqualError(t, mc.Delete(ctx, pod.DeepCopy()), forbidden("delete", "pods", pod.Name))
+	})
+	t.Run("it may not delete every Pod of a namespace", func(t *testing.T) {
+		require.EqualError(t, mc.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns)), forbidden("deletecollection", "pods", ""))
+	})
+	// Every refusal above left the Pod as it was.
+	require.NoError(t, env.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod))
+	require.Empty(t, pod.Labels)
+	require.Equal(t, corev1.PodPending, pod.Status.Phase)
+
+	t.Run("it evicts a Pod, as recoverPods does", func(t *testing.T) {
+		eviction := &policyv1.Eviction{
+			ObjectMeta:    metav1.ObjectMeta{Namespace: ns, Name: pod.Name},
+			DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.UID}},
+		}
+		require.NoError(t, mc.SubResource("eviction").Create(ctx, pod.DeepCopy(), eviction))
+		// Never scheduled, the Pod is deleted at once.
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
+		require.True(t, apierrors.IsNotFound(err), "the evicted Pod is still there: %v", err)
 	})
 }
