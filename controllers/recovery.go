@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -326,8 +327,12 @@ func (rc *recovery) apply(ctx context.Context, ips *tcrv1.ImagePullSecret, p *re
 			continue
 		}
 		why := "it has no controller that would recreate it"
-		if s.reason == tcrv1.ReasonOwnPullSecrets {
+		switch {
+		case s.reason == tcrv1.ReasonOwnPullSecrets:
 			why = "it lists imagePullSecrets of its own, so it does not inherit its ServiceAccount's"
+		case s.pod.controller != nil:
+			why = fmt.Sprintf("its controller, %s %s, is not one known to recreate an evicted Pod (%s)",
+				s.pod.controller.Kind, s.pod.controller.Name, strings.Join(recoverable, ", "))
 		}
 		rc.r.recorder.Eventf(s.pod.ref(), ips, corev1.EventTypeWarning, tcrv1.ReasonPodStuck, "Recover",
 			"Pod is stuck pulling from %s without Secret %s of ImagePullSecret %s, and is left alone: %s. Recreate it to get the credential",

@@ -72,8 +72,10 @@ down() {
 	[[ ! -f $D/scratch.made ]] || xargs -r rmdir -p --ignore-fail-on-non-empty <"$D/scratch.made" 2>/dev/null || true
 	[[ ! -f $D/sysctl.saved ]] || sysctl -q -p "$D/sysctl.saved" || true
 	rm -rf "$D"
-	# Dead processes that init has not reaped yet (state Z) are not left.
-	echo "node: down (processes left: $(ps -eo stat=,comm= | awk '$1 !~ /^Z/ && $2 ~ /^(etcd|kube-|kubelet|containerd)/' | wc -l), kubepods cgroups left: $(ls -d /sys/fs/cgroup/*/kubepods 2>/dev/null | wc -l))"
+	# The node's programs are those that name DIR (other tests run etcd and kube-apiserver too);
+	# dead processes that init has not reaped yet (state Z) are not left.
+	echo "node: down (processes left: $(ps -eo stat=,args= | awk -v d="$D" '$1 !~ /^Z/ && index($0, d) &&
+		$2 ~ /(etcd|kube-[a-z-]+|kubelet|containerd[a-z0-9-]*|sleep)$/' | wc -l), kubepods cgroups left: $(ls -d /sys/fs/cgroup/*/kubepods 2>/dev/null | wc -l))"
 }
 
 # run NAME CMD...: starts CMD in the network namespace, logging to DIR/logs/NAME.log.

@@ -4,7 +4,6 @@ package node
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -28,12 +27,6 @@ import (
 func recoverStuckPods(t *testing.T, c client.Client, server, app, elsewhere, password string) {
 	ctx := context.Background()
 	const ns = "recover"
-	t.Cleanup(func() {
-		if t.Failed() && os.Getenv("TCR_NODE_HOLD") != "" {
-			t.Log("holding the node for inspection (TCR_NODE_HOLD)")
-			time.Sleep(10 * time.Minute)
-		}
-	})
 	require.NoError(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	t.Cleanup(func() { _ = c.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}) })
 	require.NoError(t, c.Create(ctx, deployment(ns, app)))
@@ -84,8 +77,10 @@ func recoverStuckPods(t *testing.T, c client.Client, server, app, elsewhere, pas
 		}
 	}, 30*time.Second, tick, "no new Pod of the Deployment ran within 30 s")
 	t.Logf("recover: the Deployment's new Pod ran %s after the rule", time.Since(start).Round(time.Millisecond))
-	err := c.Get(ctx, client.ObjectKeyFromObject(old), &corev1.Pod{})
-	assert.True(t, apierrors.IsNotFound(err), "the stuck Pod: %v", err)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(old), &corev1.Pod{})
+		assert.True(ct, apierrors.IsNotFound(err), "the stuck Pod: %v", err)
+	}, timeout, tick, "the stuck Pod is still there")
 
 	// It was evicted by the manager (the Eviction API is its only write to Pods), and reported.
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
