@@ -245,7 +245,7 @@ func TestRecoverPodsEvictsAtTheRecoveryRate(t *testing.T) {
 		if e.EventTime.Time.Before(first) {
 			first = e.EventTime.Time
 		}
-		if e.EventTime.Time.After(last) {
+		if e.EventTime.After(last) {
 			last = e.EventTime.Time
 		}
 	}
