@@ -20,7 +20,9 @@ import (
 // and never pollutes the write counts.
 const ManagerUser = "tcr-bench-manager"
 
-// auditPolicy records every write of ManagerUser at Metadata level and nothing else.
+// auditPolicy records every write of ManagerUser at Metadata level, and its reads of Pods (the
+// recoverPods scenario checks their field selector; without recoverPods there are none), and
+// nothing else.
 const auditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
@@ -28,6 +30,10 @@ rules:
 - level: Metadata
   users: ["` + ManagerUser + `"]
   verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: Metadata
+  users: ["` + ManagerUser + `"]
+  verbs: ["get", "list", "watch"]
+  resources: [{group: "", resources: ["pods"]}]
 - level: None
 `
 

@@ -72,6 +72,36 @@ func TestParseAuditRejectsGarbage(t *testing.T) {
 	require.ErrorContains(t, err, "parsing an audit event: ")
 }
 
+func TestParseAuditReads(t *testing.T) {
+	line := func(id, stage, user, verb, resource, sub, uri string) string {
+		b, _ := json.Marshal(map[string]any{"auditID": id, "stage": stage, "verb": verb, "requestURI": uri,
+			"user": map[string]any{"username": user}, "objectRef": map[string]any{"resource": resource, "subresource": sub}})
+		return string(b)
+	}
+	const listURI = "/api/v1/pods?fieldSelector=status.phase%3DPending&limit=500&resourceVersion=0"
+	const watchURI = "/api/v1/pods?allowWatchBookmarks=true&fieldSelector=status.phase%3DPending&resourceVersion=1&watch=true"
+	log := strings.Join([]string{
+		line("a", "ResponseComplete", ManagerUser, "list", "pods", "", listURI),
+		// A watch is logged when its response starts and again when it ends: one read.
+		line("b", "ResponseStarted", ManagerUser, "watch", "pods", "", watchURI),
+		line("c", "ResponseComplete", ManagerUser, "create", "pods", "eviction", "/api/v1/namespaces/x/pods/p/eviction"),
+		line("d", "ResponseComplete", "someone-else", "list", "pods", "", "/api/v1/pods"),
+		line("e", "ResponseComplete", ManagerUser, "list", "secrets", "", "/api/v1/secrets"),
+		line("f", "ResponseComplete", ManagerUser, "get", "pods", "", "/api/v1/namespaces/x/pods/p"),
+		line("b", "ResponseComplete", ManagerUser, "watch", "pods", "", watchURI),
+	}, "\n")
+	got, err := parseAuditReads(strings.NewReader(log), ManagerUser, "pods")
+	require.NoError(t, err)
+	assert.Equal(t, []Read{
+		{Verb: "list", URI: listURI, FieldSelector: "status.phase=Pending"},
+		{Verb: "watch", URI: watchURI, FieldSelector: "status.phase=Pending"},
+		{Verb: "get", URI: "/api/v1/namespaces/x/pods/p"},
+	}, got)
+
+	_, err = parseAuditReads(strings.NewReader("{not json"), ManagerUser, "pods")
+	require.ErrorContains(t, err, "parsing an audit event: ")
+}
+
 func TestWritesSub(t *testing.T) {
 	at := func(s int) time.Time { return time.Unix(int64(s), 0) }
 	after := Writes{ByKind: map[string]int{"secrets create": 5, "serviceaccounts patch": 3}, Total: 8, Conflicts: 2,
