@@ -264,9 +264,23 @@ type runner struct {
 	// reads in the audit log when it stopped (RecoverPods).
 	recoverOff Memory
 	offReads   int
+	// auditSeen is the number of the manager's writes the audit log held at the last reading.
+	auditSeen int
 }
 
-func (r *runner) audit() (Writes, error) { return readAudit(r.cp.AuditLog, ManagerUser) }
+// audit returns the manager's writes so far. The count never goes down unless the audit log was
+// rotated, which would make every phase's count wrong: that is an error.
+func (r *runner) audit() (Writes, error) {
+	w, err := readAudit(r.cp.AuditLog, ManagerUser)
+	if err != nil {
+		return w, err
+	}
+	if w.Total < r.auditSeen {
+		return w, fmt.Errorf("the audit log %s holds %d writes of the manager after %d: it was rotated", r.cp.AuditLog, w.Total, r.auditSeen)
+	}
+	r.auditSeen = w.Total
+	return w, nil
+}
 
 // distributedWait bounds how long the convergence phase waits for the Distributed Event.
 const distributedWait = 10 * time.Second

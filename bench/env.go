@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -36,6 +37,9 @@ rules:
   resources: [{group: "", resources: ["pods"]}]
 - level: None
 `
+
+// auditLogMaxMB is the audit log's size before kube-apiserver rotates it, in MB: never, in a run.
+const auditLogMaxMB = 1 << 20
 
 // controlPlane is internal/testenv's local etcd and kube-apiserver, with an audit log of the
 // manager's writes.
@@ -73,6 +77,9 @@ func startControlPlane() (*controlPlane, error) {
 		env.ControlPlane.GetAPIServer().Configure().
 			Set("audit-policy-file", policy).
 			Set("audit-log-path", cp.AuditLog).
+			// Unset, the log is rotated at 100 MB (lumberjack's default), which a large run with
+			// the recoverPods baseline passes: the counts would lose the writes before it.
+			Set("audit-log-maxsize", strconv.Itoa(auditLogMaxMB)).
 			Set("audit-log-mode", "blocking")
 	})
 	if err != nil {

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +67,19 @@ func TestParseAudit(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 		})
 	}
+}
+
+func TestAuditNoticesRotation(t *testing.T) {
+	line := `{"stage":"ResponseComplete","verb":"create","user":{"username":"` + ManagerUser + `"},"objectRef":{"resource":"secrets"}}` + "\n"
+	path := filepath.Join(t.TempDir(), "audit.log")
+	r := &runner{cp: &controlPlane{AuditLog: path}}
+	require.NoError(t, os.WriteFile(path, []byte(line+line), 0o600))
+	w, err := r.audit()
+	require.NoError(t, err)
+	assert.Equal(t, 2, w.Total)
+	require.NoError(t, os.WriteFile(path, []byte(line), 0o600))
+	_, err = r.audit()
+	require.ErrorContains(t, err, "holds 1 writes of the manager after 2: it was rotated")
 }
 
 func TestParseAuditRejectsGarbage(t *testing.T) {
