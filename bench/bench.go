@@ -56,6 +56,12 @@ type Config struct {
 	HostsUpdaterBin, HostsSkipReason string
 	// HostsEdits is the number of ConfigMap edits timed through to the hosts file.
 	HostsEdits int
+	// RecoverPods adds the recoverPods scenario (recover.go): PodsPerNamespace Running Pods in
+	// every benchmark namespace, a baseline manager that converges and idles with a rule without
+	// recoverPods, and recoverPods on in the rule of the measured phases.
+	RecoverPods bool
+	// PodsPerNamespace is the number of Running Pods per benchmark namespace with RecoverPods.
+	PodsPerNamespace int
 	// Timeout bounds every wait for convergence.
 	Timeout time.Duration
 	// Large selects the targets of SCALE=large.
@@ -83,6 +89,9 @@ func (c *Config) defaults() {
 	def(&c.FloorWorkers, 8)
 	def(&c.FixtureWorkers, 16)
 	def(&c.HostsEdits, 20)
+	if c.RecoverPods {
+		def(&c.PodsPerNamespace, 5)
+	}
 	if c.Idle == 0 {
 		c.Idle = time.Minute
 	}
@@ -251,9 +260,27 @@ type runner struct {
 	cred credential
 	// webhookPort is where the webhook-on manager serves its webhooks.
 	webhookPort int
+	// recoverOff is the baseline manager's memory and offReads the number of the manager's Pod
+	// reads in the audit log when it stopped (RecoverPods).
+	recoverOff Memory
+	offReads   int
+	// auditSeen is the number of the manager's writes the audit log held at the last reading.
+	auditSeen int
 }
 
-func (r *runner) audit() (Writes, error) { return readAudit(r.cp.AuditLog, ManagerUser) }
+// audit returns the manager's writes so far. The count never goes down unless the audit log was
+// rotated, which would make every phase's count wrong: that is an error.
+func (r *runner) audit() (Writes, error) {
+	w, err := readAudit(r.cp.AuditLog, ManagerUser)
+	if err != nil {
+		return w, err
+	}
+	if w.Total < r.auditSeen {
+		return w, fmt.Errorf("the audit log %s holds %d writes of the manager after %d: it was rotated", r.cp.AuditLog, w.Total, r.auditSeen)
+	}
+	r.auditSeen = w.Total
+	return w, nil
+}
 
 // distributedWait bounds how long the convergence phase waits for the Distributed Event.
 const distributedWait = 10 * time.Second
@@ -303,29 +330,25 @@ func (r *runner) run(ctx context.Context) error {
 	res.add("fixtures.create", time.Since(start).Seconds(), "s")
 	r.say("Created %d namespaces with %d ServiceAccounts each and %d unrelated Secrets in %s.",
 		cfg.Namespaces, len(ServiceAccountNames), cfg.UnrelatedSecrets, time.Since(start).Round(time.Millisecond))
+	if cfg.RecoverPods {
+		if err := r.createPods(ctx, benchNS); err != nil {
+			return err
+		}
+		// The baseline of the comparison: the same phases without recoverPods, by a manager of
+		// its own, which cleans up after itself.
+		if err := r.recoverBaseline(ctx); err != nil {
+			return err
+		}
+	}
 
 	// The manager, as in production.
-	metricsAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	healthAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	// The metrics are scraped over plain HTTP: a secured endpoint would send a TokenReview and a
-	// SubjectAccessReview to the API server per scrape, into the request counts measured here.
-	args := append([]string{"--kubeconfig", r.cp.ManagerKubeconfig, "--enable-webhook=false",
-		"--namespace", OwnNamespace, "--metrics-bind-address", metricsAddr, "--metrics-secure=false",
-		"--health-probe-bind-address", healthAddr}, cfg.ManagerArgs...)
-	mgr, err := startProcess(ctx, "manager", cfg.ManagerBin, res.LogDir, healthAddr, cfg.ManagerEnv, args...)
+	mgr, metricsAddr, err := r.startManager(ctx, "manager")
 	if err != nil {
 		return err
 	}
 	defer mgr.Stop()
-	r.say("Started %s (pid %d, log %s).", cfg.ManagerBin, mgr.Pid(), mgr.log)
 
-	if err := r.warmUp(ctx, mgr); err != nil {
+	if err := r.warmUp(ctx, mgr, "manager.warmup"); err != nil {
 		return err
 	}
 	if err := r.managerPhases(ctx, mgr, metricsAddr); err != nil {
@@ -338,6 +361,11 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 	r.say("Stopped the manager.")
+	if cfg.RecoverPods {
+		if err := r.recoverRequests(); err != nil {
+			return err
+		}
+	}
 
 	if err := r.floor(ctx); err != nil {
 		return err
@@ -349,36 +377,82 @@ func (r *runner) run(ctx context.Context) error {
 	return nil
 }
 
+// startManager starts the manager as in production, with the webhooks off, its log named name,
+// and returns it with the address of its metrics.
+func (r *runner) startManager(ctx context.Context, name string) (*process, string, error) {
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	healthAddr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	// The metrics are scraped over plain HTTP: a secured endpoint would send a TokenReview and a
+	// SubjectAccessReview to the API server per scrape, into the request counts measured here.
+	args := append([]string{"--kubeconfig", r.cp.ManagerKubeconfig, "--enable-webhook=false",
+		"--namespace", OwnNamespace, "--metrics-bind-address", metricsAddr, "--metrics-secure=false",
+		"--health-probe-bind-address", healthAddr}, r.cfg.ManagerArgs...)
+	mgr, err := startProcess(ctx, name, r.cfg.ManagerBin, r.res.LogDir, healthAddr, r.cfg.ManagerEnv, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	r.say("Started %s (pid %d, log %s).", r.cfg.ManagerBin, mgr.Pid(), mgr.log)
+	return mgr, metricsAddr, nil
+}
+
+// targets returns the ServiceAccounts of every namespace that is not terminating: what the
+// benchmark's ImagePullSecret selects.
+func (r *runner) targets(ctx context.Context) (map[string][]string, error) {
+	nsList, err := r.cp.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	saList, err := r.cp.Kube.CoreV1().ServiceAccounts("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	sasIn := map[string][]string{}
+	for _, sa := range saList.Items {
+		sasIn[sa.Namespace] = append(sasIn[sa.Namespace], sa.Name)
+	}
+	out := make(map[string][]string, len(nsList.Items))
+	for _, ns := range nsList.Items {
+		if ns.DeletionTimestamp == nil {
+			out[ns.Name] = sasIn[ns.Name]
+		}
+	}
+	return out, nil
+}
+
+// benchSpec is the spec of the benchmark's ImagePullSecret: every namespace and ServiceAccount.
+func benchSpec(c credential, recoverPods bool) tcrv1.ImagePullSecretSpec {
+	return tcrv1.ImagePullSecretSpec{Namespaces: "*", ServiceAccounts: "*", RecoverPods: recoverPods, Docker: tcrv1.DockerCredential{
+		Server: c.Server, Username: c.Username, Password: c.Password}}
+}
+
+// firstCredential is the credential the benchmark's ImagePullSecret is created with.
+var firstCredential = credential{Server: "bench.tencentcloudcr.com", Username: "100012345678", Password: "first-password"}
+
 func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr string) error {
 	cfg, res := r.cfg, r.res
 	tctx, stopWatches := context.WithCancel(ctx)
 	defer stopWatches()
-	r.cred = credential{Server: "bench.tencentcloudcr.com", Username: "100012345678", Password: "first-password"}
+	r.cred = firstCredential
 	tr := newTracker(tcrv1.SecretNamePrefix+CRName, r.cred)
 	if err := tr.run(tctx, r.cp.Kube, CRName); err != nil {
 		return err
 	}
 
 	// Targets: every namespace that is not terminating, and every ServiceAccount in them.
-	nsList, err := r.cp.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	targets, err := r.targets(ctx)
 	if err != nil {
 		return err
 	}
-	saList, err := r.cp.Kube.CoreV1().ServiceAccounts("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	sasIn := map[string][]string{}
-	for _, sa := range saList.Items {
-		sasIn[sa.Namespace] = append(sasIn[sa.Namespace], sa.Name)
-	}
-	for _, ns := range nsList.Items {
-		if ns.DeletionTimestamp != nil {
-			continue
-		}
-		tr.expect(ns.Name, time.Time{}, sasIn[ns.Name]...)
+	for ns, sas := range targets {
+		tr.expect(ns, time.Time{}, sas...)
 		res.TargetNamespaces++
-		res.TargetServiceAccounts += len(sasIn[ns.Name])
+		res.TargetServiceAccounts += len(sas)
 	}
 	minWrites := res.TargetNamespaces + res.TargetServiceAccounts
 
@@ -404,13 +478,9 @@ func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr st
 	}
 
 	// Convergence: the clock starts at the create call.
-	r.say("Creating ImagePullSecret %s (namespaces \"*\", serviceAccounts \"*\") for %d namespaces and %d ServiceAccounts...",
-		CRName, res.TargetNamespaces, res.TargetServiceAccounts)
-	ips := &tcrv1.ImagePullSecret{
-		ObjectMeta: metav1.ObjectMeta{Name: CRName},
-		Spec: tcrv1.ImagePullSecretSpec{Namespaces: "*", ServiceAccounts: "*", Docker: tcrv1.DockerCredential{
-			Server: r.cred.Server, Username: r.cred.Username, Password: r.cred.Password}},
-	}
+	r.say("Creating ImagePullSecret %s (namespaces \"*\", serviceAccounts \"*\", recoverPods %t) for %d namespaces and %d ServiceAccounts...",
+		CRName, cfg.RecoverPods, res.TargetNamespaces, res.TargetServiceAccounts)
+	ips := &tcrv1.ImagePullSecret{ObjectMeta: metav1.ObjectMeta{Name: CRName}, Spec: benchSpec(r.cred, cfg.RecoverPods)}
 	t0 := time.Now()
 	if err := r.cp.Client.Create(ctx, ips); err != nil {
 		return fmt.Errorf("creating ImagePullSecret %s: %w", CRName, err)
@@ -477,6 +547,12 @@ func (r *runner) managerPhases(ctx context.Context, mgr *process, metricsAddr st
 	res.check("writes.idle", "= 0", float64(res.IdleWrites.Total), "requests", res.IdleWrites.Total == 0)
 	if res.IdleWrites.Total > 0 {
 		res.addWrites("idle", res.IdleWrites)
+	}
+	if cfg.RecoverPods {
+		// The other half of the comparison, at the point where the baseline was read.
+		if err := r.recoverMeasured(ctx, mgr, metricsAddr); err != nil {
+			return err
+		}
 	}
 
 	// Rotation.
@@ -581,7 +657,7 @@ const WarmUpCRName = "bench-warmup"
 // /readyz answers as soon as the process runs, before the caches have synced and the workers
 // have started; without this, a small run's convergence would be mostly manager start-up, which
 // is not what users wait for when they create a CR in a running cluster.
-func (r *runner) warmUp(ctx context.Context, mgr *process) error {
+func (r *runner) warmUp(ctx context.Context, mgr *process, figure string) error {
 	start := time.Now()
 	ips := &tcrv1.ImagePullSecret{
 		ObjectMeta: metav1.ObjectMeta{Name: WarmUpCRName},
@@ -612,7 +688,7 @@ func (r *runner) warmUp(ctx context.Context, mgr *process) error {
 	}); err != nil {
 		return err
 	}
-	r.res.add("manager.warmup", time.Since(start).Seconds(), "s")
+	r.res.add(figure, time.Since(start).Seconds(), "s")
 	if err := r.cp.Client.Delete(ctx, ips); err != nil {
 		return fmt.Errorf("deleting ImagePullSecret %s: %w", WarmUpCRName, err)
 	}

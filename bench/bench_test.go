@@ -53,7 +53,12 @@ func TestTinyRun(t *testing.T) {
 	defer cancel()
 	res, err := Run(ctx, cfg)
 	require.NoError(t, err, "progress:\n%s", &out)
+	assertTinyRun(t, res, n, newNS)
+}
 
+// assertTinyRun asserts what every tiny run must show, whatever its scenario.
+func assertTinyRun(t *testing.T, res *Result, n, newNS int) {
+	t.Helper()
 	// The CR selects every namespace: the n benchmark ones, which alone hold ServiceAccounts,
 	// and those of the control plane.
 	assert.GreaterOrEqual(t, res.TargetNamespaces, n, "every benchmark namespace is a target")
@@ -112,13 +117,97 @@ func TestTinyRun(t *testing.T) {
 	var printed strings.Builder
 	res.Print(&printed)
 	assert.Contains(t, printed.String(), fmt.Sprintf("bench: writes.min=%d requests\n", res.TargetNamespaces+res.TargetServiceAccounts))
-	assert.Contains(t, printed.String(), "FIGURE             VALUE")
+	assert.Regexp(t, `\nFIGURE +VALUE +TARGET +RESULT\n`, printed.String())
 	for _, c := range res.Checks {
 		assert.Contains(t, printed.String(), c.Figure+" ")
 	}
 	logs, err := os.ReadDir(res.LogDir)
 	require.NoError(t, err)
 	assert.NotEmpty(t, logs, "the child processes' logs are kept")
+}
+
+// TestTinyRunRecoverPods runs the recoverPods scenario (`make bench RECOVER=1`) at N = 20 with 5
+// Running Pods per namespace: everything TestTinyRun asserts, plus that the baseline manager
+// (recoverPods off) read no Pod, that every Pod read of the managers with recoverPods carried the
+// Pending field selector, which matches none of the Running Pods, and that no manager wrote
+// anything while idle or touched a Pod. Memory is reported, never asserted.
+func TestTinyRunRecoverPods(t *testing.T) {
+	manager, hostsUpdater := buildBinaries(t)
+	const n, newNS, perNS = 20, 5, 5
+	var out strings.Builder
+	cfg := Config{
+		Namespaces: n, UnrelatedSecrets: 40, UnrelatedSecretBytes: 1024,
+		Idle: 2 * time.Second, NewNamespaces: newNS, WebhookNamespaces: 5, HostsEdits: 3, Timeout: time.Minute,
+		ManagerBin: manager, HostsUpdaterBin: hostsUpdater, LogDir: t.TempDir(), Progress: &out,
+		RecoverPods: true, PodsPerNamespace: perNS,
+		BeforeStop: func(ctx context.Context, c client.Client) error {
+			if err := checkState(ctx, c, n, newNS); err != nil {
+				return err
+			}
+			return checkPods(ctx, c, n, perNS)
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, cfg)
+	require.NoError(t, err, "progress:\n%s", &out)
+	assertTinyRun(t, res, n, newNS)
+
+	for name, want := range map[string]float64{
+		"fixtures.pods": n * perNS, "recover.pods.running": n * perNS, "recover.pods.pending": 0,
+		"recover.off.writes.idle": 0, "recover.off.requests.pods": 0, "recover.requests.pods.unselected": 0,
+	} {
+		v, ok := res.Figure(name)
+		if assert.True(t, ok, "figure %s is reported", name) {
+			assert.Equal(t, want, v, "figure %s", name)
+		}
+	}
+	// The baseline converged the same targets as the measured phases: one write each, the
+	// finalizer, one Event and one to three status writes.
+	v, _ := res.Figure("recover.off.writes.convergence")
+	targets := float64(res.TargetNamespaces + res.TargetServiceAccounts)
+	assert.GreaterOrEqual(t, v, targets+3, "baseline convergence writes")
+	assert.LessOrEqual(t, v, targets+5, "baseline convergence writes")
+	// The informer of Pending Pods ran: its list and watch are the manager's Pod reads.
+	v, _ = res.Figure("recover.requests.pods")
+	assert.GreaterOrEqual(t, v, 1.0, "the managers with recoverPods listed and watched Pods")
+	for _, name := range []string{"recover.off.rss.peak", "recover.on.rss.peak", "recover.off.cleanup", "fixtures.pods.create"} {
+		v, ok := res.Figure(name)
+		if assert.True(t, ok, "figure %s is reported", name) {
+			assert.Positive(t, v, "figure %s", name)
+		}
+	}
+	_, ok := res.Figure("recover.rss.peak.delta")
+	assert.True(t, ok, "the peak RSS difference is reported")
+	for _, c := range res.Checks {
+		if c.Figure == "recover.off.requests.pods" || c.Figure == "recover.requests.pods.unselected" {
+			assert.True(t, c.Pass, "check %s: %v %s, target %s", c.Figure, c.Value, c.Unit, c.Target)
+		}
+	}
+	// Recovery acts on no Running Pod: no eviction, no Event on a Pod, no status write of its own.
+	for _, w := range []Writes{res.ConvergenceWrites, res.IdleWrites, res.RotationWrites, res.NewNamespaceWrites} {
+		assert.Zero(t, w.Count("pods/eviction create"), "%v", w.ByKind)
+		assert.Zero(t, w.Count("imagepullsecrets/status patch"), "%v", w.ByKind)
+	}
+}
+
+// checkPods asserts that every benchmark Pod is still there (none was evicted) and Running.
+func checkPods(ctx context.Context, c client.Client, n, perNS int) error {
+	for _, ns := range names("bench", n) {
+		var pods corev1.PodList
+		if err := c.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if len(pods.Items) != perNS {
+			return fmt.Errorf("namespace %s holds %d Pods, want %d", ns, len(pods.Items), perNS)
+		}
+		for _, p := range pods.Items {
+			if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+				return fmt.Errorf("pod %s/%s is %s (deleting: %v)", ns, p.Name, p.Status.Phase, p.DeletionTimestamp != nil)
+			}
+		}
+	}
+	return nil
 }
 
 // checkState asserts what a run left in the API server: every benchmark, new and floor

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -20,7 +21,9 @@ import (
 // and never pollutes the write counts.
 const ManagerUser = "tcr-bench-manager"
 
-// auditPolicy records every write of ManagerUser at Metadata level and nothing else.
+// auditPolicy records every write of ManagerUser at Metadata level, and its reads of Pods (the
+// recoverPods scenario checks their field selector; without recoverPods there are none), and
+// nothing else.
 const auditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
@@ -28,8 +31,15 @@ rules:
 - level: Metadata
   users: ["` + ManagerUser + `"]
   verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: Metadata
+  users: ["` + ManagerUser + `"]
+  verbs: ["get", "list", "watch"]
+  resources: [{group: "", resources: ["pods"]}]
 - level: None
 `
+
+// auditLogMaxMB is the audit log's size before kube-apiserver rotates it, in MB: never, in a run.
+const auditLogMaxMB = 1 << 20
 
 // controlPlane is internal/testenv's local etcd and kube-apiserver, with an audit log of the
 // manager's writes.
@@ -67,6 +77,9 @@ func startControlPlane() (*controlPlane, error) {
 		env.ControlPlane.GetAPIServer().Configure().
 			Set("audit-policy-file", policy).
 			Set("audit-log-path", cp.AuditLog).
+			// Unset, the log is rotated at 100 MB (lumberjack's default), which a large run with
+			// the recoverPods baseline passes: the counts would lose the writes before it.
+			Set("audit-log-maxsize", strconv.Itoa(auditLogMaxMB)).
 			Set("audit-log-mode", "blocking")
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -59,10 +60,12 @@ func (w Writes) Span() (first, last time.Time) {
 func (w Writes) Count(key string) int { return w.ByKind[key] }
 
 type auditEvent struct {
-	Stage    string    `json:"stage"`
-	Received time.Time `json:"requestReceivedTimestamp"`
-	Verb     string    `json:"verb"`
-	User     struct {
+	AuditID    string    `json:"auditID"`
+	RequestURI string    `json:"requestURI"`
+	Stage      string    `json:"stage"`
+	Received   time.Time `json:"requestReceivedTimestamp"`
+	Verb       string    `json:"verb"`
+	User       struct {
 		Username string `json:"username"`
 	} `json:"user"`
 	ObjectRef *struct {
@@ -113,6 +116,64 @@ func parseAudit(r io.Reader, user string) (Writes, error) {
 		}
 	}
 	return w, sc.Err()
+}
+
+// Read is one read request (get, list or watch) as the audit log records it.
+type Read struct {
+	Verb, URI string
+	// FieldSelector is the request's fieldSelector parameter, "" when it has none.
+	FieldSelector string
+}
+
+// parseAuditReads returns the reads of resource by user in an audit log, once per request (a
+// watch is logged when its response starts and again when it ends), in log order.
+func parseAuditReads(r io.Reader, user, resource string) ([]Read, error) {
+	var out []Read
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var ev auditEvent
+		if err := json.Unmarshal(line, &ev); err != nil {
+			return out, fmt.Errorf("parsing an audit event: %w", err)
+		}
+		if ev.User.Username != user || ev.ObjectRef == nil || ev.ObjectRef.Resource != resource || ev.ObjectRef.Subresource != "" {
+			continue
+		}
+		switch ev.Verb {
+		case "get", "list", "watch":
+		default:
+			continue
+		}
+		if ev.AuditID != "" {
+			if seen[ev.AuditID] {
+				continue
+			}
+			seen[ev.AuditID] = true
+		}
+		u, err := url.ParseRequestURI(ev.RequestURI)
+		if err != nil {
+			return out, fmt.Errorf("parsing the request URI of an audit event: %w", err)
+		}
+		out = append(out, Read{Verb: ev.Verb, URI: ev.RequestURI, FieldSelector: u.Query().Get("fieldSelector")})
+	}
+	return out, sc.Err()
+}
+
+func readAuditReads(path, user, resource string) ([]Read, error) {
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseAuditReads(f, user, resource)
 }
 
 func readAudit(path, user string) (Writes, error) {

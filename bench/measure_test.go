@@ -2,6 +2,8 @@ package bench
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -67,8 +69,51 @@ func TestParseAudit(t *testing.T) {
 	}
 }
 
+func TestAuditNoticesRotation(t *testing.T) {
+	line := `{"stage":"ResponseComplete","verb":"create","user":{"username":"` + ManagerUser + `"},"objectRef":{"resource":"secrets"}}` + "\n"
+	path := filepath.Join(t.TempDir(), "audit.log")
+	r := &runner{cp: &controlPlane{AuditLog: path}}
+	require.NoError(t, os.WriteFile(path, []byte(line+line), 0o600))
+	w, err := r.audit()
+	require.NoError(t, err)
+	assert.Equal(t, 2, w.Total)
+	require.NoError(t, os.WriteFile(path, []byte(line), 0o600))
+	_, err = r.audit()
+	require.ErrorContains(t, err, "holds 1 writes of the manager after 2: it was rotated")
+}
+
 func TestParseAuditRejectsGarbage(t *testing.T) {
 	_, err := parseAudit(strings.NewReader("{not json"), ManagerUser)
+	require.ErrorContains(t, err, "parsing an audit event: ")
+}
+
+func TestParseAuditReads(t *testing.T) {
+	line := func(id, stage, user, verb, resource, sub, uri string) string {
+		b, _ := json.Marshal(map[string]any{"auditID": id, "stage": stage, "verb": verb, "requestURI": uri,
+			"user": map[string]any{"username": user}, "objectRef": map[string]any{"resource": resource, "subresource": sub}})
+		return string(b)
+	}
+	const listURI = "/api/v1/pods?fieldSelector=status.phase%3DPending&limit=500&resourceVersion=0"
+	const watchURI = "/api/v1/pods?allowWatchBookmarks=true&fieldSelector=status.phase%3DPending&resourceVersion=1&watch=true"
+	log := strings.Join([]string{
+		line("a", "ResponseComplete", ManagerUser, "list", "pods", "", listURI),
+		// A watch is logged when its response starts and again when it ends: one read.
+		line("b", "ResponseStarted", ManagerUser, "watch", "pods", "", watchURI),
+		line("c", "ResponseComplete", ManagerUser, "create", "pods", "eviction", "/api/v1/namespaces/x/pods/p/eviction"),
+		line("d", "ResponseComplete", "someone-else", "list", "pods", "", "/api/v1/pods"),
+		line("e", "ResponseComplete", ManagerUser, "list", "secrets", "", "/api/v1/secrets"),
+		line("f", "ResponseComplete", ManagerUser, "get", "pods", "", "/api/v1/namespaces/x/pods/p"),
+		line("b", "ResponseComplete", ManagerUser, "watch", "pods", "", watchURI),
+	}, "\n")
+	got, err := parseAuditReads(strings.NewReader(log), ManagerUser, "pods")
+	require.NoError(t, err)
+	assert.Equal(t, []Read{
+		{Verb: "list", URI: listURI, FieldSelector: "status.phase=Pending"},
+		{Verb: "watch", URI: watchURI, FieldSelector: "status.phase=Pending"},
+		{Verb: "get", URI: "/api/v1/namespaces/x/pods/p"},
+	}, got)
+
+	_, err = parseAuditReads(strings.NewReader("{not json"), ManagerUser, "pods")
 	require.ErrorContains(t, err, "parsing an audit event: ")
 }
 

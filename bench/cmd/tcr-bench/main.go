@@ -42,6 +42,8 @@ func run() error {
 	var env stringList
 	flag.Var(&env, "manager-env", "KEY=VALUE added to the manager's environment, e.g. GOMEMLIMIT=120MiB (repeatable)")
 	flag.StringVar(&cfg.LogDir, "log-dir", "", "directory for the child processes' logs (default: a new temporary directory)")
+	flag.BoolVar(&cfg.RecoverPods, "recover-pods", false, "the recoverPods scenario: Running Pods in every namespace, a baseline manager run without recoverPods, then the phases with it on")
+	flag.IntVar(&cfg.PodsPerNamespace, "pods-per-namespace", 5, "Running Pods per namespace with -recover-pods")
 	flag.Parse()
 	cfg.ManagerEnv = env
 
