@@ -10,10 +10,12 @@
 # packet of the cluster, a Pod's or a Service's, can leave it; kube-proxy's iptables rules are
 # that namespace's. There is no masquerade, and the chain TCR-NODE-EGRESS, first in FORWARD of
 # the filter and mangle tables (inserted again once kube-proxy has put its own rules there),
-# drops whatever a Pod sends to an address that is neither a Pod's nor the node's. containerd and the kubelet also run in a mount namespace of their own, where
-# /etc/hosts is the scratch file DIR/hosts (what the hosts-updater DaemonSet edits) and
-# /run/containerd a tmpfs. With NODE_OWNER=<pid>, a watcher of its own session runs 'down' once
-# that process is gone, however it ended (the node suite's TestMain). 'down' stops every process, container processes included, removes the
+# drops whatever a Pod sends to an address that is neither a Pod's nor the node's. containerd
+# and the kubelet also run in a mount namespace of their own, where /etc/hosts is the scratch
+# file DIR/hosts (what the hosts-updater DaemonSet edits), /etc/resolv.conf is empty (no resolver
+# could answer there) and /run/containerd a tmpfs. With NODE_OWNER=<pid>, a watcher of its own
+# session runs 'down' once that process is gone, however it ended (the node suite's TestMain).
+# 'down' stops every process, container processes included, removes the
 # kubepods cgroups, the namespace and DIR, and puts back the sysctls the kubelet and the bridge
 # plugin change.
 #
@@ -250,7 +252,7 @@ K
 	# directories (container log links, the device-plugin socket, CNI's IP allocations and result
 	# cache) are tmpfs there, gone with the namespace.
 	for d in $SCRATCH; do [[ -e $d ]] || echo "$d"; done >"$D/scratch.made"
-	unshare -m --propagation private sh -c "mount --bind '$D/hosts' /etc/hosts &&
+	unshare -m --propagation private sh -c "mount --bind '$D/hosts' /etc/hosts && mount --bind '$D/resolv.conf' /etc/resolv.conf &&
 		for d in $SCRATCH; do mkdir -p \$d && mount -t tmpfs tmpfs \$d || exit 1; done &&
 		exec nsenter --net=/run/netns/$NS sleep infinity" >"$D/logs/holder.log" 2>&1 &
 	echo $! >"$D/holder.pid"
