@@ -77,9 +77,9 @@ type auditEvent struct {
 	} `json:"responseStatus"`
 }
 
-// parseAudit counts the completed writes of user in an audit log (one JSON event a line).
-func parseAudit(r io.Reader, user string) (Writes, error) {
-	w := Writes{ByKind: map[string]int{}}
+// eachAuditEvent calls fn with each event of an audit log (one JSON event a line) until fn
+// returns an error.
+func eachAuditEvent(r io.Reader, fn func(ev *auditEvent) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -89,15 +89,26 @@ func parseAudit(r io.Reader, user string) (Writes, error) {
 		}
 		var ev auditEvent
 		if err := json.Unmarshal(line, &ev); err != nil {
-			return w, fmt.Errorf("parsing an audit event: %w", err)
+			return fmt.Errorf("parsing an audit event: %w", err)
 		}
+		if err := fn(&ev); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// parseAudit counts the completed writes of user in an audit log.
+func parseAudit(r io.Reader, user string) (Writes, error) {
+	w := Writes{ByKind: map[string]int{}}
+	err := eachAuditEvent(r, func(ev *auditEvent) error {
 		if ev.Stage != "ResponseComplete" || ev.User.Username != user || ev.ObjectRef == nil {
-			continue
+			return nil
 		}
 		switch ev.Verb {
 		case "create", "update", "patch", "delete", "deletecollection":
 		default:
-			continue
+			return nil
 		}
 		res := ev.ObjectRef.Resource
 		if ev.ObjectRef.Subresource != "" {
@@ -114,8 +125,9 @@ func parseAudit(r io.Reader, user string) (Writes, error) {
 				w.Errors++
 			}
 		}
-	}
-	return w, sc.Err()
+		return nil
+	})
+	return w, err
 }
 
 // Read is one read request (get, list or watch) as the audit log records it.
@@ -130,38 +142,29 @@ type Read struct {
 func parseAuditReads(r io.Reader, user, resource string) ([]Read, error) {
 	var out []Read
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		var ev auditEvent
-		if err := json.Unmarshal(line, &ev); err != nil {
-			return out, fmt.Errorf("parsing an audit event: %w", err)
-		}
+	err := eachAuditEvent(r, func(ev *auditEvent) error {
 		if ev.User.Username != user || ev.ObjectRef == nil || ev.ObjectRef.Resource != resource || ev.ObjectRef.Subresource != "" {
-			continue
+			return nil
 		}
 		switch ev.Verb {
 		case "get", "list", "watch":
 		default:
-			continue
+			return nil
 		}
 		if ev.AuditID != "" {
 			if seen[ev.AuditID] {
-				continue
+				return nil
 			}
 			seen[ev.AuditID] = true
 		}
 		u, err := url.ParseRequestURI(ev.RequestURI)
 		if err != nil {
-			return out, fmt.Errorf("parsing the request URI of an audit event: %w", err)
+			return fmt.Errorf("parsing the request URI of an audit event: %w", err)
 		}
 		out = append(out, Read{Verb: ev.Verb, URI: ev.RequestURI, FieldSelector: u.Query().Get("fieldSelector")})
-	}
-	return out, sc.Err()
+		return nil
+	})
+	return out, err
 }
 
 func readAuditReads(path, user, resource string) ([]Read, error) {
