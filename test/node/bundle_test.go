@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -405,25 +406,35 @@ func distributed(t *testing.T, c client.Client) map[string]string {
 	return rvs
 }
 
-var errNotFound = errors.New("not found")
-
 // process finds the running process whose command line starts with argv0.
 func process(argv0 string) (int, error) {
+	pids, err := procs(func(_, cmdline string) bool { return strings.HasPrefix(cmdline, argv0+"\x00") })
+	if err != nil || len(pids) == 0 {
+		return 0, fmt.Errorf("no process %s: %w", argv0, errors.Join(err, os.ErrNotExist))
+	}
+	return pids[0], nil
+}
+
+// procs returns the pids of the processes whose executable and command line (NUL-separated
+// arguments) match.
+func procs(match func(exe, cmdline string) bool) ([]int, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	var pids []int
 	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.HasPrefix(string(cmdline), argv0+"\x00") {
-			return pid, nil
+		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if match(exe, string(cmdline)) {
+			pids = append(pids, pid)
 		}
 	}
-	return 0, fmt.Errorf("%s: %w", argv0, errNotFound)
+	return pids, nil
 }
 
 // writable tells whether a file can be created at path, and the error when not.

@@ -61,19 +61,9 @@ func TestTheNodeIsSealed(t *testing.T) {
 // node's directory (other tests on this machine run their own etcd and kube-apiserver).
 func pidsOf(t *testing.T, prog string) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	pids, err := procs(func(exe, cmdline string) bool {
+		return filepath.Base(exe) == prog && strings.Contains(cmdline, nodeDir())
+	})
 	require.NoError(t, err)
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && filepath.Base(exe) == prog && strings.Contains(string(cmdline), nodeDir()) {
-			pids = append(pids, pid)
-		}
-	}
 	return pids
 }
