@@ -137,11 +137,9 @@ secretsDesired: 4, sAsDesired: 6; Secrets: create 1, delete 1, foreign 1, keep 1
 SecretNotOwned: Secret team-c/tcr.ipsdemo exists and is not managed by this ImagePullSecret; it was left untouched: delete or rename it to let tcr-assistant create its own
 `
 
-func TestPreview(t *testing.T) {
-	env := startPreviewFixture(t)
-	kubeconfig := []string{"--kubeconfig", env.Kubeconfig}
-
-	// Every request the command makes, as "METHOD path?query".
+// recordRequests records every request the command makes, as "METHOD path?query", until the test
+// ends; the function it returns takes those made since its last call.
+func recordRequests(t *testing.T) func() []string {
 	var mu sync.Mutex
 	var requests []string
 	wrapTransport = func(rt http.RoundTripper) http.RoundTripper {
@@ -153,6 +151,20 @@ func TestPreview(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() { wrapTransport = nil })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		taken := requests
+		requests = nil
+		return taken
+	}
+}
+
+func TestPreview(t *testing.T) {
+	env := startPreviewFixture(t)
+	kubeconfig := []string{"--kubeconfig", env.Kubeconfig}
+
+	takeRequests := recordRequests(t)
 
 	t.Run("NAME reads the CR from the cluster", func(t *testing.T) {
 		code, out, errOut := runPreview(t, append([]string{"demo"}, kubeconfig...)...)
@@ -184,13 +196,10 @@ func TestPreview(t *testing.T) {
 	})
 
 	t.Run("only get and list, a page of 500 at a time", func(t *testing.T) {
-		mu.Lock()
-		requests = nil
-		mu.Unlock()
+		takeRequests()
 		code, _, errOut := runPreview(t, append([]string{"demo"}, kubeconfig...)...)
 		require.Equal(t, 0, code, errOut)
-		mu.Lock()
-		defer mu.Unlock()
+		requests := takeRequests()
 		lists := 0
 		for _, r := range requests {
 			assert.True(t, strings.HasPrefix(r, "GET "), "a request that is not a read: %s", r)
@@ -207,14 +216,11 @@ func TestPreview(t *testing.T) {
 	t.Run("pages are followed to the end", func(t *testing.T) {
 		previewPageSize = 2
 		defer func() { previewPageSize = 500 }()
-		mu.Lock()
-		requests = nil
-		mu.Unlock()
+		takeRequests()
 		code, out, errOut := runPreview(t, append([]string{"demo"}, kubeconfig...)...)
 		assert.Equal(t, 0, code, errOut)
 		assert.Equal(t, demoTable, out)
-		mu.Lock()
-		defer mu.Unlock()
+		requests := takeRequests()
 		continued := 0
 		for _, r := range requests {
 			if strings.Contains(r, "continue=") {
@@ -549,28 +555,14 @@ func TestPreviewRecoverPods(t *testing.T) {
 		p.create(t, env.Client)
 	}
 
-	// Every request the command makes, as "METHOD path?query".
-	var mu sync.Mutex
-	var requests []string
-	wrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-			mu.Lock()
-			requests = append(requests, req.Method+" "+req.URL.RequestURI())
-			mu.Unlock()
-			return rt.RoundTrip(req)
-		})
-	}
-	t.Cleanup(func() { wrapTransport = nil })
+	takeRequests := recordRequests(t)
 	podRequests := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
 		var out []string
-		for _, r := range requests {
+		for _, r := range takeRequests() {
 			if strings.Contains(r, "/pods") {
 				out = append(out, r)
 			}
 		}
-		requests = nil
 		return out
 	}
 
