@@ -87,6 +87,11 @@ type Options struct {
 	CredentialExpiryWarning time.Duration
 	// RegistryCAFile is a PEM bundle of CAs trusted for registries besides the system's.
 	RegistryCAFile string
+	// TCRAPIEndpoint is host[:port] of the TCR API that docker.instanceToken mints tokens with;
+	// tcrapi.DefaultEndpoint when empty.
+	TCRAPIEndpoint string
+	// TCRAPICAFile is a PEM bundle of CAs trusted for TCRAPIEndpoint besides the system's.
+	TCRAPICAFile string
 	// Now is the clock of the credential check (token expiry, check interval); time.Now when nil.
 	Now func() time.Time
 	// PodRecoveryRate is how many stuck Pods recoverPods evicts per second, all rules together.

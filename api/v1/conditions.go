@@ -19,6 +19,32 @@ const (
 	// ReasonExpiresSoon when that is less than the controller's --credential-expiry-warning away,
 	// True with ReasonExpired after it, False with ReasonExpiresLater before the warning.
 	ConditionCredentialExpiring = "CredentialExpiring"
+	// ConditionCredentialMinted is present on a rule with docker.instanceToken: True
+	// (ReasonMinted) when the last call of the TCR API's CreateInstanceToken succeeded, False
+	// when it failed, with the API's error code (its "." replaced by "_") as the reason and the
+	// exact code and message of the API in the message. A failure leaves the distributed copies
+	// as they are.
+	ConditionCredentialMinted = "CredentialMinted"
+	// ConditionTokenRevoked is present on a rule being deleted whose LongTerm instance token
+	// could not be revoked yet: False, with the reason why. The finalizer stays until the token
+	// is revoked, or until someone removes the finalizer by hand (README, "Instance tokens").
+	ConditionTokenRevoked = "TokenRevoked"
+)
+
+// Reasons of the credential sources, the rotation hold and their Events.
+const (
+	// ReasonMinted: CredentialMinted=True.
+	ReasonMinted = "Minted"
+	// ReasonRotationHeld: Ready=False because the registry rejected the rule's new credential;
+	// the last accepted one stays distributed until the new one is accepted (rotationPolicy
+	// Verified). A Warning Event is sent when the hold starts.
+	ReasonRotationHeld = "RotationHeld"
+	// ReasonAPIKeySecretNotFound: the Secret named by docker.instanceToken.apiKeySecretRef does
+	// not exist, or lacks the key SecretId or SecretKey.
+	ReasonAPIKeySecretNotFound = "APIKeySecretNotFound"
+	// ReasonCloudCredentialUnavailable: no docker.instanceToken.apiKeySecretRef, and the
+	// manager's own cloud identity (TKE pod identity, the CVM role) gave no credential.
+	ReasonCloudCredentialUnavailable = "CloudCredentialUnavailable"
 )
 
 // Reasons of the CredentialVerified and CredentialExpiring conditions and of their Events.

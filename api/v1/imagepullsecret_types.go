@@ -95,11 +95,21 @@ type ImagePullSecretSpec struct {
 	// PodStuck Event). Off by default: the manager then reads no Pod at all.
 	// +optional
 	RecoverPods bool `json:"recoverPods,omitempty"`
+
+	// RotationPolicy is Verified (the default) or Immediate. Verified: when the credential of a
+	// rule that distributed a working credential changes, the new one is checked against the
+	// registry first; while the registry rejects it, the last accepted one stays distributed and
+	// Ready is False with reason RotationHeld. Immediate distributes every change at once.
+	// +optional
+	RotationPolicy RotationPolicy `json:"rotationPolicy,omitempty"`
 }
 
-// DockerCredential is one registry login, rendered as a kubernetes.io/dockerconfigjson Secret.
+// DockerCredential is one registry login, rendered as a kubernetes.io/dockerconfigjson Secret:
+// either username with password or passwordSecretRef, or instanceToken.
 // +kubebuilder:validation:XValidation:rule="!(has(self.password) && size(self.password) > 0 && has(self.passwordSecretRef))",message="set either docker.password or docker.passwordSecretRef, not both"
-// +kubebuilder:validation:XValidation:rule="has(self.passwordSecretRef) || (has(self.password) && size(self.password.trim()) > 0)",message="docker.password is required and must not be only whitespace (or set docker.passwordSecretRef)"
+// +kubebuilder:validation:XValidation:rule="has(self.instanceToken) || has(self.passwordSecretRef) || (has(self.password) && size(self.password.trim()) > 0)",message="docker.password is required and must not be only whitespace (or set docker.passwordSecretRef)"
+// +kubebuilder:validation:XValidation:rule="has(self.instanceToken) || has(self.username)",message="docker.username is required (or set docker.instanceToken)"
+// +kubebuilder:validation:XValidation:rule="!has(self.instanceToken) || !(has(self.username) || has(self.password) || has(self.passwordSecretRef))",message="set either docker.instanceToken or docker.username with docker.password or docker.passwordSecretRef, not both"
 type DockerCredential struct {
 	// Server is the registry host name, optionally with a port, e.g.
 	// "fanjiankong-bj.tencentcloudcr.com" or "registry.example.com:5000". No scheme and no path.
@@ -108,9 +118,10 @@ type DockerCredential struct {
 	Server string `json:"server"`
 
 	// Username is the registry user name; make sure it has pull access to the repositories used.
-	// +kubebuilder:validation:MinLength=1
+	// Leave it out when instanceToken is set.
+	// +optional
 	// +kubebuilder:validation:XValidation:rule="size(self.trim()) > 0",message="docker.username must not be empty"
-	Username string `json:"username"`
+	Username string `json:"username,omitempty"`
 
 	// Password is the registry password or token for username. Changing it rotates every
 	// distributed Secret in place. Leave it out when passwordSecretRef is set.
@@ -122,7 +133,82 @@ type DockerCredential struct {
 	// Changing that Secret rotates every distributed copy.
 	// +optional
 	PasswordSecretRef *SecretKeyReference `json:"passwordSecretRef,omitempty"`
+
+	// InstanceToken, instead of username and password, has the controller mint a TCR instance
+	// access token (the TCR API's CreateInstanceToken) and distribute it, refreshing it before it
+	// expires. A LongTerm token is revoked when the rule is deleted.
+	// +optional
+	InstanceToken *InstanceToken `json:"instanceToken,omitempty"`
 }
+
+// InstanceTokenType is the kind of TCR instance token to mint.
+// +kubebuilder:validation:Enum=Temporary;LongTerm
+type InstanceTokenType string
+
+const (
+	// InstanceTokenTemporary is a token that lasts one hour; the controller mints a new one
+	// before it expires. The default.
+	InstanceTokenTemporary InstanceTokenType = "Temporary"
+	// InstanceTokenLongTerm is a token that lasts until it is revoked; the controller revokes it
+	// when the rule is deleted or names another instance or type.
+	InstanceTokenLongTerm InstanceTokenType = "LongTerm"
+)
+
+// InstanceToken names the TCR instance whose access tokens the controller mints.
+type InstanceToken struct {
+	// RegistryID is the TCR instance ID, e.g. "tcr-xxxxxxxx".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-z0-9][a-z0-9-]*$`
+	RegistryID string `json:"registryId"`
+
+	// Region is the region of the instance, e.g. "ap-guangzhou".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-z0-9][a-z0-9-]*$`
+	Region string `json:"region"`
+
+	// Type is Temporary (the default: one hour, refreshed before it expires) or LongTerm
+	// (revoked when the rule goes).
+	// +optional
+	Type InstanceTokenType `json:"type,omitempty"`
+
+	// APIKeySecretRef names a Secret in the controller's namespace with the keys SecretId and
+	// SecretKey (and Token, for temporary STS credentials) of a Tencent Cloud API key allowed to
+	// call tcr:CreateInstanceToken. The Secret must carry the password-source label. Without it,
+	// the manager uses its own cloud identity (TKE pod identity or the CVM role), and no API key
+	// is stored in the cluster.
+	// +optional
+	APIKeySecretRef *SecretReference `json:"apiKeySecretRef,omitempty"`
+}
+
+// TokenType is the type of the token, with the empty value read as Temporary.
+func (t *InstanceToken) TokenType() InstanceTokenType {
+	if t.Type == "" {
+		return InstanceTokenTemporary
+	}
+	return t.Type
+}
+
+// SecretReference names a Secret in the controller's own namespace.
+type SecretReference struct {
+	// Name is the name of the Secret, in the controller's own namespace.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// RotationPolicy says what happens when the credential of a rule changes.
+// +kubebuilder:validation:Enum=Verified;Immediate
+type RotationPolicy string
+
+const (
+	// RotationVerified checks a new credential against the registry before distributing it, and
+	// keeps distributing the last accepted one while the registry rejects the new one. The
+	// default.
+	RotationVerified RotationPolicy = "Verified"
+	// RotationImmediate distributes a new credential at once, as the original add-on does.
+	RotationImmediate RotationPolicy = "Immediate"
+)
 
 // SecretKeyReference names one key of a Secret in the controller's own namespace.
 type SecretKeyReference struct {
@@ -177,6 +263,11 @@ type ImagePullSecretStatus struct {
 	// from the token without checking its signature; absent for other passwords.
 	// +optional
 	CredentialExpiresAt *metav1.Time `json:"credentialExpiresAt,omitempty"`
+
+	// InstanceTokenID is the ID of the LongTerm instance token the controller minted for this
+	// rule, which it revokes when the rule goes.
+	// +optional
+	InstanceTokenID string `json:"instanceTokenId,omitempty"`
 
 	// PodsRecovered counts the Pods this rule has evicted (recoverPods) since it was created.
 	// +optional

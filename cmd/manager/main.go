@@ -27,6 +27,7 @@ import (
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 	"github.com/tcr-assistant/tcr-assistant/controllers"
 	"github.com/tcr-assistant/tcr-assistant/credcheck"
+	"github.com/tcr-assistant/tcr-assistant/tcrapi"
 )
 
 // Defaults for talking to the API server: high enough that 1,000 namespaces converge in
@@ -55,6 +56,7 @@ type options struct {
 	credentialExpiryWarning        time.Duration
 	podRecoveryRate                float64
 	registryCAFile                 string
+	tcrAPIEndpoint, tcrAPICAFile   string
 }
 
 func main() {
@@ -76,6 +78,8 @@ func main() {
 	flag.DurationVar(&o.credentialExpiryWarning, "credential-expiry-warning", controllers.DefaultCredentialExpiryWarning, "How long before the expiry of a password that is a JWT the condition CredentialExpiring turns True, with a Warning Event.")
 	flag.Float64Var(&o.podRecoveryRate, "pod-recovery-rate", controllers.DefaultPodRecoveryRate, "Stuck Pods that ImagePullSecrets with recoverPods evict per second, all together.")
 	flag.StringVar(&o.registryCAFile, "registry-ca-file", "", "PEM bundle of CAs trusted for registries besides the system's, for a registry with a private CA. Read again when it changes.")
+	flag.StringVar(&o.tcrAPIEndpoint, "tcr-api-endpoint", tcrapi.DefaultEndpoint, "Host[:port] of the TCR API (HTTPS) that docker.instanceToken mints tokens with, e.g. tcr.internal.tencentcloudapi.com from a VPC.")
+	flag.StringVar(&o.tcrAPICAFile, "tcr-api-ca-file", "", "PEM bundle of CAs trusted for --tcr-api-endpoint besides the system's. Read again when it changes.")
 	flag.IntVar(&o.webhookMaxReviews, "webhook-max-concurrent-reviews", admission.DefaultMaxConcurrentReviews, "Admission reviews served at once; more wait up to 1 s for a slot (at most 4 per slot wait), then are answered 429 Too Many Requests, which the API server reports to the client as the refusal.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address the Go pprof endpoints bind to; empty disables them.")
 	zapOpts := zap.Options{}
@@ -119,6 +123,14 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
+	if o.tcrAPICAFile != "" {
+		if _, err := credcheck.LoadCAs(o.tcrAPICAFile); err != nil {
+			return fmt.Errorf("--tcr-api-ca-file: %w", err)
+		}
+	}
+	if err := tcrapi.ValidateEndpoint(o.tcrAPIEndpoint); err != nil {
+		return fmt.Errorf("--tcr-api-endpoint: %w", err)
+	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -130,6 +142,8 @@ func run(ctx context.Context, o options) error {
 		CredentialCheckInterval: o.credentialCheckInterval,
 		CredentialExpiryWarning: o.credentialExpiryWarning,
 		RegistryCAFile:          o.registryCAFile,
+		TCRAPIEndpoint:          o.tcrAPIEndpoint,
+		TCRAPICAFile:            o.tcrAPICAFile,
 		PodRecoveryRate:         o.podRecoveryRate,
 	})
 	if err := reconciler.SetupWithManager(mgr); err != nil {
