@@ -153,6 +153,26 @@ var refusals = map[string]struct {
 		want:  `spec.docker: Invalid value: set either docker.password or docker.passwordSecretRef, not both`,
 		byCRD: true,
 	},
+	"a missing user name": {
+		spec:  `docker: {server: r.example.com, password: not-a-real-token}`,
+		want:  `spec.docker: Invalid value: docker.username is required (or set docker.instanceToken)`,
+		byCRD: true,
+	},
+	"an instance token with a user name and password": {
+		spec:  `docker: {server: r.example.com, username: u, password: not-a-real-token, instanceToken: {registryId: tcr-abcd1234, region: ap-guangzhou}}`,
+		want:  `spec.docker: Invalid value: set either docker.instanceToken or docker.username with docker.password or docker.passwordSecretRef, not both`,
+		byCRD: true,
+	},
+	"an instance token of an unknown type": {
+		spec:  `docker: {server: r.example.com, instanceToken: {registryId: tcr-abcd1234, region: ap-guangzhou, type: Forever}}`,
+		want:  `spec.docker.instanceToken.type: Unsupported value: "Forever": supported values: "Temporary", "LongTerm"`,
+		byCRD: true,
+	},
+	"an unknown rotation policy": {
+		spec:  `rotationPolicy: Later, ` + dockerOK,
+		want:  `spec.rotationPolicy: Unsupported value: "Later": supported values: "Verified", "Immediate"`,
+		byCRD: true,
+	},
 	"a password Secret that no Secret can be named": {
 		spec: `docker: {server: r.example.com, username: u, passwordSecretRef: {name: Tcr_Password, key: password}}`,
 		want: `spec.docker.passwordSecretRef.name: Invalid value: "Tcr_Password": is not a valid Secret name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters`,
@@ -250,7 +270,9 @@ var goods = map[string]string{
 	"a password Secret that opted in":           `namespaces: "*", docker: {server: r.example.com, username: u, passwordSecretRef: {name: labelled-password, key: password}}`,
 	"a password read from a Secret":             `namespaces: "*", docker: {server: r.example.com, username: u, passwordSecretRef: {name: tcr-password, key: password}}`,
 	"every extension together":                  `namespaces: "*", namespaceSelector: {matchLabels: {env: prod}}, excludeNamespaces: "kube-system,kube-public", namespaceExpression: "namespace.name.startsWith('team-')", serviceAccountSelector: {matchExpressions: [{key: pulls, operator: Exists}]}, serviceAccountExpression: "serviceAccount.name != 'default'", ` + dockerOK,
-	"a password surrounded by spaces is kept":   `namespaces: "*", docker: {server: r.example.com, username: u, password: " not-a-real-token "}`,
+	"a password surrounded by spaces is kept":   `namespaces: "*", docker: {server: r.example.com, username: u, password: " not-a-real-token "}`, "a minted temporary token": `namespaces: "*", docker: {server: demo.tencentcloudcr.com, instanceToken: {registryId: tcr-abcd1234, region: ap-guangzhou}}`,
+	"a minted long-term token, held rotations": `namespaces: "*", rotationPolicy: Verified, docker: {server: demo.tencentcloudcr.com, instanceToken: {registryId: tcr-abcd1234, region: ap-guangzhou, type: LongTerm, apiKeySecretRef: {name: tcr-api-key}}}`,
+	"immediate rotations":                      `namespaces: "*", rotationPolicy: Immediate, ` + dockerOK,
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -37,8 +37,12 @@ const (
 	credentialProbes = 4
 )
 
-// credential is what a probe sends to the registry.
-type credential struct{ server, username, password string }
+// credential is what a probe sends to the registry. expiry, when set, is the expiry its source
+// knows (a minted token's); otherwise that of a password that is a JWT is read from it.
+type credential struct {
+	server, username, password string
+	expiry                     time.Time
+}
 
 // credentials holds the state of the credential check of every ImagePullSecret.
 type credentials struct {
@@ -61,6 +65,8 @@ type credState struct {
 	expiry    time.Time
 	hasExpiry bool
 	running   bool
+	// ended is closed when the running probe ends.
+	ended chan struct{}
 	// The last probe's result, the key it was made for and when it ended. After a change of
 	// the credential the previous result stays in the status until the new one arrives.
 	result    *credcheck.Result
@@ -137,6 +143,9 @@ func (c *credentials) check(ctx context.Context, uid types.UID, name string, cre
 	if s.key != key {
 		s.key = key
 		s.expiry, s.hasExpiry = credcheck.JWTExpiry(cred.password)
+		if !cred.expiry.IsZero() {
+			s.expiry, s.hasExpiry = cred.expiry, true
+		}
 	}
 	now := c.now()
 	if s.running || s.hasExpiry && !now.Before(s.expiry) ||
@@ -144,6 +153,8 @@ func (c *credentials) check(ctx context.Context, uid types.UID, name string, cre
 		return
 	}
 	s.running = true
+	ended := make(chan struct{})
+	s.ended = ended
 	p := &credcheck.Prober{RootCAs: pool, Timeout: c.timeout, Now: c.now}
 	// The probe outlives this pass; its own timeout bounds it.
 	ctx = context.WithoutCancel(ctx)
@@ -156,6 +167,7 @@ func (c *credentials) check(ctx context.Context, uid types.UID, name string, cre
 		changed := s.result == nil || s.result.Outcome != res.Outcome || s.result.Message != res.Message
 		s.result, s.resultKey, s.checkedAt = &res, key, c.now()
 		live := c.byOwner[uid] == s
+		close(ended)
 		c.mu.Unlock()
 		if !live {
 			return // the ImagePullSecret is gone
@@ -166,6 +178,41 @@ func (c *credentials) check(ctx context.Context, uid types.UID, name string, cre
 		}
 		c.done(name)
 	}()
+}
+
+// last returns the result of the last probe of the credential last passed to check, or nil.
+func (c *credentials) last(uid types.UID) *credcheck.Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.byOwner[uid]; s != nil && s.result != nil && s.resultKey == s.key {
+		res := *s.result
+		return &res
+	}
+	return nil
+}
+
+// verify is check, then waiting up to timeout for the probe of cred to end. It returns its
+// result, or nil when none came in time. A token past its expiry is Rejected at once.
+func (c *credentials) verify(ctx context.Context, uid types.UID, name string, cred credential, timeout time.Duration) *credcheck.Result {
+	c.check(ctx, uid, name, cred)
+	c.mu.Lock()
+	s := c.byOwner[uid]
+	if s.hasExpiry && !c.now().Before(s.expiry) {
+		c.mu.Unlock()
+		return &credcheck.Result{Outcome: credcheck.Rejected, Message: "the password is a token that expired at " + s.expiry.UTC().Format(time.RFC3339)}
+	}
+	ended, running := s.ended, s.running
+	c.mu.Unlock()
+	if running {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-ended:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return c.last(uid)
 }
 
 // next returns when the full pass of uid should run again for the check: the next periodic

@@ -143,7 +143,8 @@ func (r *Reconciler) secretHandler() handler.TypedEventHandler[client.Object, ke
 }
 
 // passwordSecretHandler maps a Secret of the own namespace to the full pass of the
-// ImagePullSecrets whose passwordSecretRef names it, which rotates the password everywhere.
+// ImagePullSecrets whose passwordSecretRef names it, which rotates the password everywhere, and
+// of those whose instanceToken.apiKeySecretRef names it, which mints with the new key.
 func (r *Reconciler) passwordSecretHandler() handler.TypedEventHandler[client.Object, key] {
 	handle := func(ctx context.Context, q queue, s, old client.Object, initial bool) {
 		if initial || (old != nil && equality.Semantic.DeepEqual(secretContent(old), secretContent(s))) {
@@ -152,6 +153,9 @@ func (r *Reconciler) passwordSecretHandler() handler.TypedEventHandler[client.Ob
 		for _, ips := range r.imagePullSecrets(ctx) {
 			if ref := ips.Spec.Docker.PasswordSecretRef; ref != nil && ref.Name == s.GetName() {
 				q.Add(key{ImagePullSecret: ips.Name})
+			}
+			if it := ips.Spec.Docker.InstanceToken; it != nil && it.APIKeySecretRef != nil && it.APIKeySecretRef.Name == s.GetName() {
+				q.Add(key{ImagePullSecret: ips.Name}) // a new API key mints again at once
 			}
 		}
 	}

@@ -39,13 +39,25 @@ var (
 	}, []string{"imagepullsecret"})
 	credentialExpiryGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tcr_assistant_credential_expiry_timestamp_seconds",
-		Help: "Expiry (Unix seconds) of an ImagePullSecret's password when it is a JWT with an exp claim.",
+		Help: "Expiry (Unix seconds) of an ImagePullSecret's password when it is a JWT with an exp claim, or of its minted instance token.",
 	}, []string{"imagepullsecret"})
+)
+
+// The metrics of minted credentials (minted.go); their expiry is credentialExpiryGauge's.
+var (
+	mintedGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tcr_assistant_instance_token_last_minted_timestamp_seconds",
+		Help: "When (Unix seconds) the controller last minted an instance token for an ImagePullSecret with docker.instanceToken.",
+	}, []string{"imagepullsecret"})
+	tokenErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcr_assistant_tcr_api_errors_total",
+		Help: "Failed calls of the TCR API, by action and error code (Unreachable when no API answer came, Other for a code that is not a plain word).",
+	}, []string{"action", "code"})
 )
 
 func init() {
 	metrics.Registry.MustRegister(secretsDesiredGauge, secretsSuccessGauge, serviceAccountsDesiredGauge, serviceAccountsSuccessGauge,
-		credentialVerifiedGauge, credentialExpiryGauge)
+		credentialVerifiedGauge, credentialExpiryGauge, mintedGauge, tokenErrors)
 }
 
 // setCredentialGauges mirrors the CredentialVerified condition and the expiry of st.
@@ -81,4 +93,5 @@ func deleteGauges(name string) {
 	serviceAccountsSuccessGauge.DeleteLabelValues(name)
 	credentialVerifiedGauge.DeleteLabelValues(name)
 	credentialExpiryGauge.DeleteLabelValues(name)
+	mintedGauge.DeleteLabelValues(name)
 }

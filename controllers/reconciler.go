@@ -129,6 +129,7 @@ type Reconciler struct {
 	expect   *expectations
 	results  *results
 	creds    *credentials
+	minter   *minter     // the source of docker.instanceToken (minted.go)
 	recovery *recovery // recoverPods (recovery.go)
 	locks    pairLocks
 	owners   ownerLocks
@@ -139,6 +140,9 @@ type Reconciler struct {
 	passed map[types.UID]passMark
 	// names maps the name of each ImagePullSecret seen to its UID, to forget a deleted one.
 	names map[string]types.UID
+	// decisions holds, per ImagePullSecret UID, what its last full pass decided to distribute
+	// (rotation.go), which its namespace passes distribute.
+	decisions map[types.UID]*decision
 }
 
 // passMark is what a walk over every namespace was made for.
@@ -189,7 +193,10 @@ func New(opts Options) *Reconciler {
 		results: newResults(),
 		passed:  map[types.UID]passMark{},
 		names:   map[string]types.UID{},
+
+		decisions: map[types.UID]*decision{},
 	}
+	r.minter = newMinter(r, opts)
 	// A probe that ends asks for a status pass, which adds its result to the status.
 	r.creds = newCredentials(opts, r.requestStatus)
 	return r
@@ -308,9 +315,14 @@ type target struct {
 }
 
 // invalid is a user misconfiguration: it sets Ready=False and is not retried.
-type invalid struct{ reason, message string }
+type invalid struct {
+	reason, message string
+	// retryAt, when set, is when the full pass tries again: the retry of a failed mint.
+	retryAt time.Time
+}
 
-// prepare compiles the rule of ips and renders its Secret content.
+// prepare compiles the rule of ips. The Secret content comes from the rule's credential source
+// (full pass) or from the decision of the last full pass (namespace pass).
 func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*target, *invalid, error) {
 	rule, errs := r.rules.Get(ips)
 	// Before anything else reads ServiceAccounts for this rule, the metadata cache keeps what
@@ -322,37 +334,23 @@ func (r *Reconciler) prepare(ctx context.Context, ips *tcrv1.ImagePullSecret) (*
 	if len(errs) > 0 {
 		return nil, &invalid{reason: tcrv1.ReasonInvalidSpec, message: describe(errs)}, nil
 	}
-	password := ips.Spec.Docker.Password
-	if ref := ips.Spec.Docker.PasswordSecretRef; ref != nil {
-		s := &corev1.Secret{}
-		if err := r.own.Get(ctx, types.NamespacedName{Namespace: r.opts.Namespace, Name: ref.Name}, s); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, &invalid{reason: tcrv1.ReasonPasswordSecretNotFound, message: fmt.Sprintf(
-					"Secret %s/%s named by docker.passwordSecretRef does not exist", r.opts.Namespace, ref.Name)}, nil
-			}
-			return nil, nil, fmt.Errorf("reading Secret %s/%s named by docker.passwordSecretRef: %w", r.opts.Namespace, ref.Name, err)
-		}
-		// Only a Secret that opted in: otherwise any CR could copy the webhook's CA key, or a
-		// token, into every namespace it selects.
-		if ok, why := tcrv1.PasswordSourceAllowed(s, r.opts.WebhookSecretName); !ok {
-			return nil, &invalid{reason: tcrv1.ReasonPasswordSourceNotAllowed, message: fmt.Sprintf(
-				"Secret %s/%s named by docker.passwordSecretRef may not be a password source: %s; nothing is distributed from it",
-				r.opts.Namespace, ref.Name, why)}, nil
-		}
-		v, ok := s.Data[ref.Key]
-		if !ok {
-			return nil, &invalid{reason: tcrv1.ReasonPasswordKeyNotFound, message: fmt.Sprintf(
-				"Secret %s/%s named by docker.passwordSecretRef has no key %q", r.opts.Namespace, ref.Name, ref.Key)}, nil
-		}
-		password = string(v)
+	return &target{ips: ips, owner: ownerOf(ips), rule: rule, saNeeds: needs}, nil, nil
+}
+
+// source asks the credential source of t's rule for the credential to distribute now and
+// renders it into t (the candidate, which rotate may hold back).
+func (r *Reconciler) source(ctx context.Context, t *target) (sourced, *invalid, error) {
+	src, bad, err := r.sourceOf(t.ips).credential(ctx, t.ips)
+	if bad != nil || err != nil {
+		return src, bad, err
 	}
-	data, err := renderDockerConfig(ips.Spec.Docker.Server, ips.Spec.Docker.Username, password)
+	data, err := renderDockerConfig(src.cred.server, src.cred.username, src.cred.password)
 	if err != nil {
-		return nil, &invalid{reason: tcrv1.ReasonInvalidSpec, message: err.Error()}, nil
+		return src, &invalid{reason: tcrv1.ReasonInvalidSpec, message: err.Error()}, nil
 	}
-	login := registryLogin{server: ips.Spec.Docker.Server, username: ips.Spec.Docker.Username}
-	return &target{ips: ips, owner: ownerOf(ips), rule: rule, data: newSecretData(data), login: login,
-		cred: credential{server: login.server, username: login.username, password: password}, saNeeds: needs}, nil, nil
+	t.data, t.cred = newSecretData(data), src.cred
+	t.login = registryLogin{server: src.cred.server, username: src.cred.username}
+	return src, nil, nil
 }
 
 // describe renders field errors as the webhook does, except that the values of spec.docker,
@@ -391,6 +389,9 @@ func (r *Reconciler) reconcileNamespace(ctx context.Context, name, namespace str
 	t, bad, err := r.prepare(ctx, ips)
 	if err != nil || bad != nil {
 		return ctrl.Result{}, err // the full pass reports a bad spec
+	}
+	if !r.decided(t) {
+		return ctrl.Result{}, nil // the first full pass since the start walks every namespace
 	}
 	ns := r.store.namespace(namespace)
 	if ns == nil {
@@ -537,27 +538,50 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 		ips = o
 	}
 	cur := &ips.Status
+	var (
+		mint *mintReport
+		next time.Time
+	)
 
 	valid := r.validate(ips, cur)
 	t, bad, err := r.prepare(ctx, ips)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if r.revokeOnSwitch(ctx, ips); bad == nil {
+		// The credential to distribute now (minted.go mints here, and only here).
+		var src sourced
+		src, bad, err = r.source(ctx, t)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		mint = src.minted
+		next = src.next
+	}
 	if bad != nil {
+		r.mu.Lock()
+		delete(r.decisions, ips.UID)
+		r.mu.Unlock()
 		st := cur.DeepCopy()
 		st.ObservedGeneration = ips.Generation
 		setValid(st, ips.Generation, valid)
+		r.mintedStatus(ips, mint, cur, st)
 		if c := meta.FindStatusCondition(cur.Conditions, tcrv1.ConditionReady); c == nil || c.Reason != bad.reason || c.Message != bad.message {
 			r.recorder.Eventf(ips, nil, corev1.EventTypeWarning, bad.reason, "Distribute", "%s", bad.message)
 		}
 		setCondition(st, ips.Generation, tcrv1.ConditionReady, metav1.ConditionFalse, bad.reason, bad.message)
 		_, err := r.writeStatus(ctx, ips, cur, st)
+		if err == nil && !bad.retryAt.IsZero() {
+			return ctrl.Result{RequeueAfter: max(bad.retryAt.Sub(r.opts.Now()), time.Second)}, nil
+		}
 		return ctrl.Result{}, err
 	}
 
-	// Off the write path: a probe, when due, runs on its own and its result comes with a later
-	// status pass; so does the recovery of stuck Pods, with a status write of its own.
+	// A probe of the credential, when due, runs on its own and its result comes with a later
+	// status pass; a new credential waits for it (rotate). So does the recovery of stuck Pods,
+	// off the write path with a status write of its own.
 	r.creds.check(ctx, ips.UID, ips.Name, t.cred)
+	rotation := r.rotate(ctx, t)
 	r.recovery.ruleChanged(ips.Name, ips.Spec.RecoverPods)
 	var passErr error
 	if mark, walk := r.needsWalk(t); walk {
@@ -571,6 +595,8 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 	st := buildStatus(ips, cur, r.results, r.opts.StatusListLimit)
 	setValid(st, ips.Generation, valid)
 	r.credentialStatus(ips, cur, st)
+	r.mintedStatus(ips, mint, cur, st)
+	r.rotationStatus(ips, rotation, cur, st)
 	wrote, err := r.writeStatus(ctx, ips, cur, st)
 	if err != nil {
 		if apierrors.IsConflict(err) {
@@ -582,8 +608,13 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 	setGauges(ips.Name, st.SecretsDesired, st.SecretsSuccess, st.SAsDesired, st.SAsSuccess)
 	setCredentialGauges(ips.Name, st)
 	if r.queue != nil {
-		// The next periodic check, or the token entering its warning period or expiring.
-		r.queue.AddAfter(key{ImagePullSecret: name}, r.creds.next(ips.UID))
+		// The next periodic check, the token entering its warning period or expiring, or the
+		// source's refresh.
+		after := r.creds.next(ips.UID)
+		if !next.IsZero() {
+			after = min(after, max(next.Sub(r.opts.Now()), time.Second))
+		}
+		r.queue.AddAfter(key{ImagePullSecret: name}, after)
 	}
 	if wrote && meta.IsStatusConditionTrue(st.Conditions, tcrv1.ConditionReady) && !meta.IsStatusConditionTrue(cur.Conditions, tcrv1.ConditionReady) {
 		r.recorder.Eventf(ips, nil, corev1.EventTypeNormal, tcrv1.ReasonDistributed, "Distribute",
@@ -731,6 +762,9 @@ func (r *Reconciler) finalize(ctx context.Context, name string) error {
 	if err := errors.Join(append(errs, saErrs...)...); err != nil {
 		return err
 	}
+	if err := r.revokeTokens(ctx, ips); err != nil {
+		return err
+	}
 	orig := ips.DeepCopy()
 	controllerutil.RemoveFinalizer(ips, tcrv1.Finalizer)
 	if err := r.client.Patch(ctx, ips, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -753,6 +787,10 @@ func (r *Reconciler) forget(name string) {
 		r.saMeta.forget(uid)
 		r.results.forgetOwner(uid)
 		r.creds.forget(uid)
+		r.minter.forget(uid)
+		r.mu.Lock()
+		delete(r.decisions, uid)
+		r.mu.Unlock()
 	}
 	r.recovery.ruleChanged(name, false)
 	deleteGauges(name)

@@ -393,6 +393,30 @@ func TestValidate(t *testing.T) {
 			wantWarnings: []string{`spec.namespaces is empty, which selects every namespace, kube-system included, as "*" does: write "*" to say so, or list the namespaces`}},
 		"an omitted namespace list is admitted with the same warning": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Namespaces = ""; s.ExcludeNamespaces = "kube-system" },
 			wantWarnings: []string{`spec.namespaces is empty, which selects every namespace, kube-system included, as "*" does: write "*" to say so, or list the namespaces`}},
+		"an instance token replaces the user name and password": {edit: func(s *tcrv1.ImagePullSecretSpec) {
+			s.Docker.Username, s.Docker.Password = "", ""
+			s.Docker.InstanceToken = &tcrv1.InstanceToken{RegistryID: "tcr-abcd1234", Region: "ap-guangzhou", Type: tcrv1.InstanceTokenLongTerm,
+				APIKeySecretRef: &tcrv1.SecretReference{Name: "tcr-api-key"}}
+		}},
+		"an instance token with a password is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) {
+			s.Docker.InstanceToken = &tcrv1.InstanceToken{RegistryID: "tcr-abcd1234", Region: "ap-guangzhou"}
+		}, wantErrs: []string{`spec.docker.instanceToken: Forbidden: set either spec.docker.instanceToken or spec.docker.username with spec.docker.password or spec.docker.passwordSecretRef, not both`}},
+		"an instance token with a password Secret is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) {
+			s.Docker.Username, s.Docker.Password = "", ""
+			s.Docker.PasswordSecretRef = &tcrv1.SecretKeyReference{Name: "p", Key: "k"}
+			s.Docker.InstanceToken = &tcrv1.InstanceToken{RegistryID: "tcr-abcd1234", Region: "ap-guangzhou"}
+		}, wantErrs: []string{`spec.docker.instanceToken: Forbidden: set either spec.docker.instanceToken or spec.docker.username with spec.docker.password or spec.docker.passwordSecretRef, not both`}},
+		"an instance token without instance, with a bad region, type and key Secret is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) {
+			s.Docker.Username, s.Docker.Password = "", ""
+			s.Docker.InstanceToken = &tcrv1.InstanceToken{Region: "Guangzhou", Type: "Forever", APIKeySecretRef: &tcrv1.SecretReference{Name: "Key_1"}}
+		}, wantErrs: []string{
+			`spec.docker.instanceToken.registryId: Required value: set it, e.g. tcr-xxxxxxxx`,
+			`spec.docker.instanceToken.region: Invalid value: "Guangzhou": must be lower-case letters, digits and '-', at most 64, e.g. ap-guangzhou`,
+			`spec.docker.instanceToken.type: Unsupported value: "Forever": supported values: "Temporary", "LongTerm"`,
+			`spec.docker.instanceToken.apiKeySecretRef.name: Invalid value: "Key_1": is not a valid Secret name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+		}},
+		"an unknown rotation policy is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.RotationPolicy = "Later" },
+			wantErrs: []string{`spec.rotationPolicy: Unsupported value: "Later": supported values: "Verified", "Immediate"`}},
 		"a user name with a colon is refused": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Docker.Username = "team:robot" },
 			wantErrs: []string{`spec.docker.username: Invalid value: "team:robot": must not contain ":": the Secret's auth field is username:password, and a ":" in the user name would make it ambiguous`}},
 		"an entry longer than a message quotes is cut": {edit: func(s *tcrv1.ImagePullSecretSpec) { s.Namespaces = "ok," + strings.Repeat("x", 70) + "*" },

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"net"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,6 +68,12 @@ func validateCompiled(spec *tcrv1.ImagePullSecretSpec, compile func(*tcrv1.Image
 	}
 	warnings = append(warnings, excludedAndListed(spec)...)
 	errs = append(errs, validateDocker(&spec.Docker)...)
+	switch spec.RotationPolicy {
+	case "", tcrv1.RotationVerified, tcrv1.RotationImmediate:
+	default:
+		errs = append(errs, field.NotSupported(field.NewPath("spec", "rotationPolicy"), shown(string(spec.RotationPolicy)),
+			[]string{string(tcrv1.RotationVerified), string(tcrv1.RotationImmediate)}))
+	}
 	return errs, warnings
 }
 
@@ -297,6 +304,9 @@ func validateDocker(d *tcrv1.DockerCredential) field.ErrorList {
 	if err := validateServer(d.Server); err != nil {
 		errs = append(errs, err)
 	}
+	if d.InstanceToken != nil {
+		return append(errs, validateInstanceToken(d)...)
+	}
 	switch {
 	case strings.TrimSpace(d.Username) == "":
 		errs = append(errs, field.Required(dockerPath.Child("username"), "set the registry user name"))
@@ -325,6 +335,45 @@ func validateDocker(d *tcrv1.DockerCredential) field.ErrorList {
 			errs = append(errs, field.Required(refPath.Child("key"), "name the key of that Secret that holds the password"))
 		case len(msgs) > 0:
 			errs = append(errs, field.Invalid(refPath.Child("key"), ref.Key, "is not a valid Secret key: "+strings.Join(msgs, "; ")))
+		}
+	}
+	return errs
+}
+
+// instanceIDPattern is what a TCR instance ID and a region look like: "tcr-xxxxxxxx",
+// "ap-guangzhou".
+var instanceIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+
+// validateInstanceToken checks docker.instanceToken, which replaces username and password.
+func validateInstanceToken(d *tcrv1.DockerCredential) field.ErrorList {
+	var errs field.ErrorList
+	path := dockerPath.Child("instanceToken")
+	if d.Username != "" || d.Password != "" || d.PasswordSecretRef != nil {
+		errs = append(errs, field.Forbidden(path, "set either spec.docker.instanceToken or spec.docker.username with spec.docker.password or spec.docker.passwordSecretRef, not both"))
+	}
+	it := d.InstanceToken
+	for _, f := range []struct{ name, value, example string }{
+		{"registryId", it.RegistryID, "tcr-xxxxxxxx"},
+		{"region", it.Region, "ap-guangzhou"},
+	} {
+		switch {
+		case f.value == "":
+			errs = append(errs, field.Required(path.Child(f.name), "set it, e.g. "+f.example))
+		case !instanceIDPattern.MatchString(f.value):
+			errs = append(errs, field.Invalid(path.Child(f.name), shown(f.value), "must be lower-case letters, digits and '-', at most 64, e.g. "+f.example))
+		}
+	}
+	switch it.Type {
+	case "", tcrv1.InstanceTokenTemporary, tcrv1.InstanceTokenLongTerm:
+	default:
+		errs = append(errs, field.NotSupported(path.Child("type"), shown(string(it.Type)), []string{string(tcrv1.InstanceTokenTemporary), string(tcrv1.InstanceTokenLongTerm)}))
+	}
+	if ref := it.APIKeySecretRef; ref != nil {
+		switch msgs := validation.IsDNS1123Subdomain(ref.Name); {
+		case ref.Name == "":
+			errs = append(errs, field.Required(path.Child("apiKeySecretRef", "name"), "name the Secret, in the controller's namespace, that holds SecretId and SecretKey"))
+		case len(msgs) > 0:
+			errs = append(errs, field.Invalid(path.Child("apiKeySecretRef", "name"), ref.Name, "is not a valid Secret name: "+strings.Join(msgs, "; ")))
 		}
 	}
 	return errs
