@@ -78,9 +78,9 @@ type tokenRecord struct {
 	// APIKeySecret is the apiKeySecretRef it was minted with, to revoke it after the rule
 	// stopped naming an instance.
 	APIKeySecret string `json:"apiKeySecret,omitempty"`
-	Username  string `json:"username"`
-	Token     string `json:"token"`
-	TokenID   string `json:"tokenId,omitempty"`
+	Username     string `json:"username"`
+	Token        string `json:"token"`
+	TokenID      string `json:"tokenId,omitempty"`
 	// Unix seconds; ExpiresAt and RefreshAt are 0 for a token that does not expire.
 	MintedAt  int64 `json:"mintedAt"`
 	ExpiresAt int64 `json:"expiresAt,omitempty"`

@@ -129,7 +129,7 @@ type Reconciler struct {
 	expect   *expectations
 	results  *results
 	creds    *credentials
-	minter   *minter     // the source of docker.instanceToken (minted.go)
+	minter   *minter   // the source of docker.instanceToken (minted.go)
 	recovery *recovery // recoverPods (recovery.go)
 	locks    pairLocks
 	owners   ownerLocks

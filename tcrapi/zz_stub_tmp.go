@@ -19,7 +19,7 @@ type Config struct {
 }
 type Client struct{}
 
-func Identity() (common.CredentialIface, error) { return nil, errors.New("no identity") }
+func Identity() (common.CredentialIface, error)                          { return nil, errors.New("no identity") }
 func New(cfg Config, cred common.CredentialIface, region string) *Client { return &Client{} }
 
 type Token struct {
@@ -36,7 +36,9 @@ type TokenInfo struct {
 func (c *Client) CreateInstanceToken(ctx context.Context, registryID string, longTerm bool, desc string) (Token, error) {
 	return Token{}, nil
 }
-func (c *Client) DeleteInstanceToken(ctx context.Context, registryID, tokenID string) error { return nil }
+func (c *Client) DeleteInstanceToken(ctx context.Context, registryID, tokenID string) error {
+	return nil
+}
 func (c *Client) DescribeInstanceToken(ctx context.Context, registryID string) ([]TokenInfo, error) {
 	return nil, nil
 }
