@@ -75,6 +75,10 @@ type Options struct {
 	// client without credentials may pull, as from a public namespace of TCR: the token service
 	// grants it "pull" on them and nothing else. Token auth only.
 	Public []string
+	// Authenticate, when set, also accepts Basic credentials at the token service: one is accepted
+	// when Users has it or Authenticate returns true, so that tokens minted elsewhere log in, such
+	// as those of internal/faketcr (faketcr.Server.Authenticate). Token auth only.
+	Authenticate func(user, password string) bool
 }
 
 // Registry is a running registry.
@@ -93,7 +97,8 @@ type Registry struct {
 	kid      string
 	htpasswd string // path of the htpasswd file of the Basic variant
 
-	public []string
+	public       []string
+	authenticate func(user, password string) bool
 
 	mu     sync.Mutex
 	users  map[string]string
@@ -112,9 +117,12 @@ func Start(t testing.TB, opts Options) *Registry {
 	// by design at error level; a test sees the registry's answers anyway.
 	quietOnce.Do(func() { logrus.SetLevel(logrus.FatalLevel) })
 	dir := t.TempDir()
-	r := &Registry{auth: opts.Auth, users: map[string]string{}, public: opts.Public}
+	r := &Registry{auth: opts.Auth, users: map[string]string{}, public: opts.Public, authenticate: opts.Authenticate}
 	if len(opts.Public) > 0 && opts.Auth != Token {
 		t.Fatalf("testregistry: public repositories need token auth")
+	}
+	if opts.Authenticate != nil && opts.Auth != Token {
+		t.Fatalf("testregistry: Authenticate needs token auth")
 	}
 	for u, p := range opts.Users {
 		r.users[u] = p
@@ -254,7 +262,8 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request) {
 	want, known := r.users[user]
 	r.mu.Unlock()
 	anonymous := !ok && req.Header.Get("Authorization") == ""
-	if !anonymous && (!ok || !known || pass != want) || anonymous && len(r.public) == 0 {
+	accepted := ok && (known && pass == want || r.authenticate != nil && r.authenticate(user, pass))
+	if !anonymous && !accepted || anonymous && len(r.public) == 0 {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
 		_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
