@@ -80,6 +80,10 @@ type Options struct {
 	Registries []string
 	// Now is the clock of token expiry and of the 300 s timestamp window; time.Now when nil.
 	Now func() time.Time
+	// SigningNow, when set, is the clock of the 300 s timestamp window instead of Now: for a test
+	// that moves the clock of token expiry (the controller's) while the SDK signs with the real
+	// one.
+	SigningNow func() time.Time
 	// TemporaryLifetime is how long a temp token lasts; DefaultTemporaryLifetime when zero.
 	TemporaryLifetime time.Duration
 	// LongTermLifetime is how long a longterm token lasts; when zero it never expires and its
@@ -119,7 +123,10 @@ type Server struct {
 	// CAFile is a file holding CAPEM, for flags such as --tcr-api-ca-file.
 	CAFile string
 
+	srv               *httptest.Server
+	dir               string
 	now               func() time.Time
+	signingNow        func() time.Time
 	temporaryLifetime time.Duration
 	longTermLifetime  time.Duration
 	username          string
@@ -142,14 +149,26 @@ type apiError struct{ code, message string }
 // Start starts a fake and stops it when the test ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s := &Server{
-		now: opts.Now, temporaryLifetime: opts.TemporaryLifetime, longTermLifetime: opts.LongTermLifetime,
+	s, err := New(opts)
+	must(t, err)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// New starts a fake that runs until Close, for a fake shared by every test of a package
+// (started in TestMain).
+func New(opts Options) (s *Server, err error) {
+	s = &Server{
+		now: opts.Now, signingNow: opts.SigningNow, temporaryLifetime: opts.TemporaryLifetime, longTermLifetime: opts.LongTermLifetime,
 		username: opts.Username, jwtKey: []byte(rand.Text()),
 		keys: map[string]string{}, stsTokens: map[string]string{}, registries: slices.Clone(opts.Registries),
 		calls: map[string]int{}, failNext: map[string]apiError{},
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.signingNow == nil {
+		s.signingNow = s.now
 	}
 	if s.temporaryLifetime <= 0 {
 		s.temporaryLifetime = DefaultTemporaryLifetime
@@ -167,27 +186,55 @@ func Start(t testing.TB, opts Options) *Server {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
+	if s.dir, err = os.MkdirTemp("", "faketcr-"); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(s.dir)
+		}
+	}()
 	l, err := net.Listen("tcp", addr)
-	must(t, err)
+	if err != nil {
+		return nil, err
+	}
 	s.Endpoint = l.Addr().String()
 
-	ca, caKey := newCA(t)
+	ca, caKey, err := newCA()
+	if err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	cert, err := serving(ca, caKey, l.Addr().(*net.TCPAddr).IP)
+	if err != nil {
+		_ = l.Close()
+		return nil, err
+	}
 	s.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
 	s.CAPool = x509.NewCertPool()
 	s.CAPool.AddCert(ca)
-	s.CAFile = filepath.Join(t.TempDir(), "tcr-api-ca.crt")
-	must(t, os.WriteFile(s.CAFile, s.CAPEM, 0o600))
+	s.CAFile = filepath.Join(s.dir, "tcr-api-ca.crt")
+	if err := os.WriteFile(s.CAFile, s.CAPEM, 0o600); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
 
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	_ = srv.Listener.Close()
 	srv.Listener = l
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serving(t, ca, caKey, l.Addr().(*net.TCPAddr).IP)}}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	// A client that distrusts the test CA (a test of exactly that) would be logged as a handshake
 	// error on stderr.
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return s
+	s.srv = srv
+	return s, nil
+}
+
+// Close stops the fake and removes its files.
+func (s *Server) Close() {
+	s.srv.Close()
+	_ = os.RemoveAll(s.dir)
 }
 
 // Calls is the number of calls of action that passed authentication.
@@ -363,7 +410,7 @@ func (s *Server) verify(r *http.Request, body []byte, service string) *apiError 
 	if err != nil {
 		return &apiError{CodeInvalidParameter, "The parameter `X-TC-Timestamp` is not a Unix timestamp."}
 	}
-	if d := s.now().Sub(time.Unix(timestamp, 0)); d > MaxSkew || d < -MaxSkew {
+	if d := s.signingNow().Sub(time.Unix(timestamp, 0)); d > MaxSkew || d < -MaxSkew {
 		return &apiError{CodeSignatureExpire, "Signature expired. Timestamp and server time cannot differ by more than five minutes."}
 	}
 	a, ok := parseAuthorization(r.Header.Get("Authorization"))
@@ -599,10 +646,11 @@ func newTokenID() string {
 	return strings.ToLower(rand.Text()[:20])
 }
 
-func newCA(t testing.TB) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
+func newCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(t, err)
+	if err != nil {
+		return nil, nil, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "faketcr CA"},
@@ -613,17 +661,19 @@ func newCA(t testing.TB) (*x509.Certificate, *ecdsa.PrivateKey) {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	must(t, err)
+	if err != nil {
+		return nil, nil, err
+	}
 	ca, err := x509.ParseCertificate(der)
-	must(t, err)
-	return ca, key
+	return ca, key, err
 }
 
 // serving returns a certificate for localhost, 127.0.0.1, ::1 and ip, signed by the CA.
-func serving(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, ip net.IP) tls.Certificate {
-	t.Helper()
+func serving(ca *x509.Certificate, caKey *ecdsa.PrivateKey, ip net.IP) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(t, err)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: ip.String()},
@@ -635,8 +685,7 @@ func serving(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, ip net
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	must(t, err)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, err
 }
 
 func must(t testing.TB, err error) {

@@ -71,7 +71,8 @@ func TestSignatureOfTheDocumentation(t *testing.T) {
 
 // docServer is a fake that knows the documentation's key, with its clock at now.
 func docServer(now time.Time) *Server {
-	return &Server{now: func() time.Time { return now }, keys: map[string]string{docSecretID: docSecretKey}, stsTokens: map[string]string{}}
+	clock := func() time.Time { return now }
+	return &Server{now: clock, signingNow: clock, keys: map[string]string{docSecretID: docSecretKey}, stsTokens: map[string]string{}}
 }
 
 // TestVerifyTheDocumentedRequest: the fake accepts the documented request, and refuses it

@@ -379,7 +379,8 @@ const (
 	secretsPolicy         = "tcr-assistant-manager-secrets"
 	serviceAccountsPolicy = "tcr-assistant-manager-serviceaccounts"
 	secretsPolicyMessage  = "tcr-assistant's manager may write only Secrets named tcr.ips* of type kubernetes.io/dockerconfigjson " +
-		"labelled app.kubernetes.io/managed-by=tcr-assistant, and its webhook certificate Secret"
+		"labelled app.kubernetes.io/managed-by=tcr-assistant, its webhook certificate Secret, and the Opaque " +
+		"Secrets tcr-assistant-token-* of its own namespace"
 	serviceAccountsPolicyMessage = "tcr-assistant's manager may change only the imagePullSecrets of a ServiceAccount"
 )
 
@@ -523,6 +524,20 @@ func TestManagerMayNotMintTokensNorWriteOtherSecretsOrServiceAccountFields(t *te
 		require.NoError(t, mc.Create(ctx, s))
 		require.NoError(t, mc.Patch(ctx, s, client.RawPatch(types.MergePatchType, []byte(`{"data":{".dockerconfigjson":"e30="}}`))))
 		require.NoError(t, mc.Delete(ctx, s))
+	})
+	t.Run("it creates, patches and deletes the token Secrets of its own namespace", func(t *testing.T) {
+		s := secret("tcr-assistant-token-e2e", corev1.SecretTypeOpaque, nil)
+		s.Namespace = ownNamespace
+		require.NoError(t, mc.Create(ctx, s))
+		require.NoError(t, mc.Patch(ctx, s, client.RawPatch(types.MergePatchType, []byte(`{"data":{"state":"e30="}}`))))
+		require.NoError(t, mc.Delete(ctx, s))
+	})
+	t.Run("it may not write a token Secret elsewhere, or of another type", func(t *testing.T) {
+		refusedSecret(t, mc.Create(ctx, secret("tcr-assistant-token-e2e", corev1.SecretTypeOpaque, nil)), "tcr-assistant-token-e2e")
+		s := secret("tcr-assistant-token-sa", corev1.SecretTypeServiceAccountToken, nil)
+		s.Namespace = ownNamespace
+		s.Annotations = map[string]string{corev1.ServiceAccountNameKey: "default"}
+		refusedSecret(t, mc.Create(ctx, s), s.Name)
 	})
 	t.Run("it deletes its own Secret of the wrong type, to create it again", func(t *testing.T) {
 		s := adminCreates(t, secret("tcr.ipswrongtype", corev1.SecretTypeOpaque, managed))
