@@ -64,7 +64,10 @@ type credState struct {
 	key       [32]byte // digest of the credential and the trusted CAs now distributed
 	expiry    time.Time
 	hasExpiry bool
-	running   bool
+	// renewed: the expiry is that of a minted token, which its source renews before it comes;
+	// no CredentialExpiring warning for it.
+	renewed bool
+	running bool
 	// ended is closed when the running probe ends.
 	ended chan struct{}
 	// The last probe's result, the key it was made for and when it ended. After a change of
@@ -143,7 +146,8 @@ func (c *credentials) check(ctx context.Context, uid types.UID, name string, cre
 	if s.key != key {
 		s.key = key
 		s.expiry, s.hasExpiry = credcheck.JWTExpiry(cred.password)
-		if !cred.expiry.IsZero() {
+		s.renewed = !cred.expiry.IsZero()
+		if s.renewed {
 			s.expiry, s.hasExpiry = cred.expiry, true
 		}
 	}
@@ -256,12 +260,12 @@ func (r *Reconciler) credentialStatus(ips *tcrv1.ImagePullSecret, cur, st *tcrv1
 	c.mu.Lock()
 	s := c.byOwner[ips.UID]
 	var (
-		res               *credcheck.Result
-		expiry            time.Time
-		hasExpiry, exists bool
+		res                        *credcheck.Result
+		expiry                     time.Time
+		hasExpiry, exists, renewed bool
 	)
 	if s != nil {
-		exists, res, expiry, hasExpiry = true, s.result, s.expiry, s.hasExpiry
+		exists, res, expiry, hasExpiry, renewed = true, s.result, s.expiry, s.hasExpiry, s.renewed
 	}
 	now := c.now()
 	c.mu.Unlock()
@@ -294,6 +298,11 @@ func (r *Reconciler) credentialStatus(ips *tcrv1.ImagePullSecret, cur, st *tcrv1
 	}
 	// The API server keeps times to the second; a finer one would never compare equal.
 	st.CredentialExpiresAt = &metav1.Time{Time: expiry.Truncate(time.Second)}
+	if renewed {
+		// A minted token is renewed before it expires; CredentialMinted reports when it is not.
+		meta.RemoveStatusCondition(&st.Conditions, tcrv1.ConditionCredentialExpiring)
+		return
+	}
 	switch {
 	case expired:
 		setCondition(st, ips.Generation, tcrv1.ConditionCredentialExpiring, metav1.ConditionTrue, tcrv1.ReasonExpired, expiredMsg)

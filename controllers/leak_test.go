@@ -160,6 +160,8 @@ func leaks() []string {
 		forbidden = append(forbidden, reg.IssuedTokens()...)
 	}
 	registriesMu.Unlock()
+	// Every instance token the TCR API minted, every SecretKey and every signature it was sent.
+	forbidden = append(forbidden, tcrAPI.Issued()...)
 	forbidden = append(forbidden, `"auths"`, base64.StdEncoding.EncodeToString([]byte(`{"auths"`))[:8])
 
 	var notes strings.Builder

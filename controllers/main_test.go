@@ -30,6 +30,7 @@ import (
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 	"github.com/tcr-assistant/tcr-assistant/controllers"
+	"github.com/tcr-assistant/tcr-assistant/internal/faketcr"
 	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
@@ -76,6 +77,16 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	// The manager's --registry-ca-file: tests that trust a registry append its CA.
 	registryCAFile = filepath.Join(dir, "registry-ca.pem")
+	// The TCR API the manager mints instance tokens with: the clock of the tokens is the
+	// manager's, which the tests move; the SDK signs with the real one.
+	if tcrAPI, err = faketcr.New(faketcr.Options{
+		Keys: map[string]string{apiKeyID: apiKeySecret}, Registries: tcrInstances,
+		Now: testNow, SigningNow: time.Now,
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer tcrAPI.Close()
 	code := m.Run()
 	// Every test handed the manager credentials: none may appear anywhere it writes, whatever
 	// order the tests ran in.
@@ -153,7 +164,7 @@ func startManager(t *testing.T) {
 			return
 		}
 		r := controllers.New(controllers.Options{Namespace: ownNamespace, StatusListLimit: statusListLimit, StatusDelay: 200 * time.Millisecond,
-			RegistryCAFile: registryCAFile, Now: testNow})
+			RegistryCAFile: registryCAFile, TCRAPIEndpoint: tcrAPI.Endpoint, TCRAPICAFile: tcrAPI.CAFile, Now: testNow})
 		if startErr = r.SetupWithManager(mgr); startErr != nil {
 			return
 		}

@@ -137,6 +137,14 @@ func newMinter(r *Reconciler, opts Options) *minter {
 	m := &minter{r: r, now: opts.Now, rand: rand.Float64, identity: tcrapi.Identity, byOwner: map[types.UID]*mintState{}}
 	endpoint, caFile := opts.TCRAPIEndpoint, opts.TCRAPICAFile
 	m.api = func(cred common.CredentialIface, region string) (tokenAPI, error) {
+		if cred == nil {
+			// Asked only when a call is due: the metadata service may take seconds to answer.
+			c, err := m.identity()
+			if err != nil {
+				return nil, identityError{err}
+			}
+			cred = c
+		}
 		var pool *x509.CertPool
 		if caFile != "" {
 			data, err := os.ReadFile(caFile)
@@ -218,13 +226,30 @@ func (m *minter) answer(ips *tcrv1.ImagePullSecret, st *mintState, next time.Tim
 	return src, nil, nil
 }
 
-// mintFailure is the reason and message of a failed call: the API's error code (with "_" for
-// ".", which a reason cannot hold) and its exact code and message.
+// mintFailure is the reason and message of a failed mint.
 func mintFailure(err error) (reason, message string) {
+	reason, message = failure(err)
+	return reason, "CreateInstanceToken failed: " + message + "; the distributed Secrets are left as they are"
+}
+
+// failure is the reason and message of a failed call: for an API error, its code (with "_" for
+// ".", which a reason cannot hold) and its exact code and message, without the request ID, which
+// differs for every call (one message, one Event).
+func failure(err error) (reason, message string) {
 	if apiErr, ok := errors.AsType[*tcrapi.APIError](err); ok {
-		return apiErr.Reason(), "CreateInstanceToken failed: " + apiErr.Error() + "; the distributed Secrets are left as they are"
+		return apiErr.Reason(), apiErr.Code + ": " + apiErr.Message
 	}
-	return "TCRAPIUnreachable", "CreateInstanceToken failed: " + err.Error() + "; the distributed Secrets are left as they are"
+	if _, ok := errors.AsType[identityError](err); ok {
+		return tcrv1.ReasonCloudCredentialUnavailable, err.Error()
+	}
+	return "TCRAPIUnreachable", err.Error()
+}
+
+// identityError: a rule without apiKeySecretRef, and no cloud identity of the manager's.
+type identityError struct{ err error }
+
+func (e identityError) Error() string {
+	return "docker.instanceToken has no apiKeySecretRef and the manager's own cloud identity is unavailable: " + e.err.Error()
 }
 
 // mint calls CreateInstanceToken once and records the token, or the error and the next retry.
@@ -272,9 +297,13 @@ func (m *minter) failed(ctx context.Context, ips *tcrv1.ImagePullSecret, st *min
 	code := "Unreachable"
 	if apiErr, ok := errors.AsType[*tcrapi.APIError](err); ok {
 		code = apiErr.Code
-		if tcrapi.IsAuthError(err) {
-			b = authRetryBackoff
-		}
+	}
+	_, noIdentity := errors.AsType[identityError](err)
+	if noIdentity {
+		code = tcrv1.ReasonCloudCredentialUnavailable
+	}
+	if noIdentity || tcrapi.IsAuthError(err) {
+		b = authRetryBackoff
 	}
 	if action != "" {
 		tokenErrors.WithLabelValues(action, metricCode(code)).Inc()
@@ -376,15 +405,11 @@ func revoke(ctx context.Context, api tokenAPI, registryID, tokenID string) error
 	return nil
 }
 
-// apiKey returns the API credential of it, and a digest of it that says when it changed.
+// apiKey returns the API credential of it, and a digest of it that says when it changed; nil
+// for the manager's own cloud identity.
 func (m *minter) apiKey(ctx context.Context, it *tcrv1.InstanceToken) (common.CredentialIface, string, *invalid, error) {
 	if it.APIKeySecretRef == nil {
-		cred, err := m.identity()
-		if err != nil {
-			return nil, "", &invalid{reason: tcrv1.ReasonCloudCredentialUnavailable, message: fmt.Sprintf(
-				"docker.instanceToken has no apiKeySecretRef and the manager's own cloud identity is unavailable: %v", err)}, nil
-		}
-		return cred, "identity", nil, nil
+		return nil, "identity", nil, nil // the manager's own identity, asked when a call is due
 	}
 	name := it.APIKeySecretRef.Name
 	s, bad, err := m.r.sourceSecret(ctx, name, "docker.instanceToken.apiKeySecretRef", tcrv1.ReasonAPIKeySecretNotFound, "nothing is minted with it")
@@ -504,9 +529,8 @@ func (m *minter) revokeAll(ctx context.Context, ips *tcrv1.ImagePullSecret) (rea
 				err = revoke(ctx, api, rv.RegistryID, rv.TokenID)
 			}
 			if err != nil {
-				reason, msg := "TCRAPIUnreachable", err.Error()
+				reason, msg := failure(err)
 				if apiErr, ok := errors.AsType[*tcrapi.APIError](err); ok {
-					reason, msg = apiErr.Reason(), apiErr.Error()
 					tokenErrors.WithLabelValues("DeleteInstanceToken", metricCode(apiErr.Code)).Inc()
 				}
 				return reason, fmt.Sprintf("revoking the LongTerm instance token %s of %s failed: %s; retrying", rv.TokenID, rv.RegistryID, msg), nil
