@@ -43,7 +43,9 @@ for the ImagePullSecrets NAME... already in the cluster, by running the controll
 and plan over the cluster your kubeconfig points at: the namespaces and ServiceAccounts the rule
 selects, the Secret tcr.ips<name> it would create, update, keep or delete in each, the same-name
 Secrets it would leave alone as foreign (SecretNotOwned), and the admission webhook's warnings or
-refusal. For a rule with recoverPods, it also lists the Pending Pods (by field selector) and shows
+refusal. For a docker.instanceToken, where the token comes from (the instance, and the API key
+Secret or the manager's cloud identity) and the rotationPolicy; the preview mints nothing, so
+whether existing Secrets hold the current token is unknown. For a rule with recoverPods, it also lists the Pending Pods (by field selector) and shows
 the Pods stuck without the rule's Secret that the controller would evict, and those it would leave
 alone (BarePod, OwnPullSecrets), as it will once it has distributed the Secret. It only reads (get
 and list); the password is never printed.
@@ -79,7 +81,9 @@ type previewItem struct {
 	Admission previewAdmission `json:"admission"`
 	// Notes say what limits the preview: a spec the controller cannot compile, a password it
 	// cannot read.
-	Notes      []string           `json:"notes,omitempty"`
+	Notes []string `json:"notes,omitempty"`
+	// Credential is where a minted credential comes from; only for a docker.instanceToken.
+	Credential *previewCredential `json:"credential,omitempty"`
 	Summary    *previewSummary    `json:"summary,omitempty"`
 	Namespaces []previewNamespace `json:"namespaces,omitempty"`
 	// Recovery is what recoverPods would do; only for a rule with recoverPods.
@@ -91,6 +95,20 @@ type previewAdmission struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Refusal is the webhook's message when it would refuse the spec.
 	Refusal string `json:"refusal,omitempty"`
+}
+
+// previewCredential is the credential the controller mints for a docker.instanceToken.
+type previewCredential struct {
+	// Type is the type of token: Temporary or LongTerm.
+	Type       string `json:"type"`
+	RegistryID string `json:"registryId"`
+	Region     string `json:"region"`
+	// APIKeySecret is "namespace/name" of the Secret of the API key (apiKeySecretRef); empty
+	// when the manager mints with its own cloud identity (CloudIdentity).
+	APIKeySecret  string `json:"apiKeySecret,omitempty"`
+	CloudIdentity bool   `json:"cloudIdentity,omitempty"`
+	// RotationPolicy is the rule's rotationPolicy, Verified when it has none.
+	RotationPolicy string `json:"rotationPolicy"`
 }
 
 type previewSummary struct {
@@ -310,9 +328,18 @@ func (p *previewer) preview(ctx context.Context, ips *tcrv1.ImagePullSecret, fro
 		item.Notes = append(item.Notes, "the admission webhook would refuse this spec today (condition Valid=False); the controller reads it leniently")
 	}
 
-	password, note := p.password(ctx, ips)
-	if note != "" {
-		item.Notes = append(item.Notes, note)
+	var password *string
+	if it := ips.Spec.Docker.InstanceToken; it != nil {
+		// The token is minted by the controller: unknown here, and never minted by the preview.
+		item.Credential = p.mintedCredential(ips)
+		if note := p.apiKeyNote(ctx, it); note != "" {
+			item.Notes = append(item.Notes, note)
+		}
+	} else {
+		var note string
+		if password, note = p.password(ctx, ips); note != "" {
+			item.Notes = append(item.Notes, note)
+		}
 	}
 	target, err := controllers.NewPreviewTarget(ips, uid, password)
 	if err != nil {
@@ -362,6 +389,9 @@ func (p *previewer) preview(ctx context.Context, ips *tcrv1.ImagePullSecret, fro
 		item.Namespaces = append(item.Namespaces, row)
 	}
 	item.Summary = sum
+	if item.Credential != nil && sum.Secrets[string(controllers.SecretUnknown)] > 0 {
+		item.Notes = append(item.Notes, "the preview mints no token, so whether the existing Secrets hold the controller's current token is unknown")
+	}
 
 	if target.RecoverPods() {
 		if err := p.readPods(ctx); err != nil {
@@ -409,6 +439,48 @@ func (p *previewer) password(ctx context.Context, ips *tcrv1.ImagePullSecret) (*
 	}
 	password := string(v)
 	return &password, ""
+}
+
+// mintedCredential describes the credential the controller mints for the docker.instanceToken of
+// ips.
+func (p *previewer) mintedCredential(ips *tcrv1.ImagePullSecret) *previewCredential {
+	it := ips.Spec.Docker.InstanceToken
+	c := &previewCredential{Type: string(it.TokenType()), RegistryID: it.RegistryID, Region: it.Region,
+		RotationPolicy: string(ips.Spec.RotationPolicy)}
+	if c.RotationPolicy == "" {
+		c.RotationPolicy = string(tcrv1.RotationVerified)
+	}
+	if ref := it.APIKeySecretRef; ref != nil {
+		c.APIKeySecret = p.namespace + "/" + ref.Name
+	} else {
+		c.CloudIdentity = true
+	}
+	return c
+}
+
+// apiKeyNote says why the controller could not mint with the apiKeySecretRef of it, as its
+// condition would; "" when it can, or when it has none (the manager's cloud identity cannot be
+// checked from here). Only the keys' presence is read, never their values.
+func (p *previewer) apiKeyNote(ctx context.Context, it *tcrv1.InstanceToken) string {
+	ref := it.APIKeySecretRef
+	if ref == nil {
+		return ""
+	}
+	what := fmt.Sprintf("Secret %s/%s named by docker.instanceToken.apiKeySecretRef", p.namespace, ref.Name)
+	s := &corev1.Secret{}
+	if err := p.client.Get(ctx, client.ObjectKey{Namespace: p.namespace, Name: ref.Name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return what + " does not exist; the controller mints nothing (" + tcrv1.ReasonAPIKeySecretNotFound + ")"
+		}
+		return fmt.Sprintf("reading %s: %v", what, err)
+	}
+	if ok, why := tcrv1.PasswordSourceAllowed(s, admission.DefaultSecretName); !ok {
+		return fmt.Sprintf("%s may not be a password source: %s; the controller mints nothing with it (%s)", what, why, tcrv1.ReasonPasswordSourceNotAllowed)
+	}
+	if len(s.Data["SecretId"]) == 0 || len(s.Data["SecretKey"]) == 0 {
+		return what + " needs the keys SecretId and SecretKey; the controller mints nothing with it (" + tcrv1.ReasonAPIKeySecretNotFound + ")"
+	}
+	return ""
 }
 
 // readCluster lists the Namespaces (metadata only, as the controller caches them) and the
@@ -510,6 +582,18 @@ func printTable(w io.Writer, item *previewItem) {
 	}
 	if item.Admission.Refusal != "" {
 		fmt.Fprintf(w, "Refused: %s\n", item.Admission.Refusal)
+	}
+	if c := item.Credential; c != nil {
+		key := "API key from Secret " + c.APIKeySecret
+		if c.CloudIdentity {
+			key = "with the manager's cloud identity (TKE pod identity or the CVM role)"
+		}
+		fmt.Fprintf(w, "Credential: minted %s token of instance %s (region %s), %s\n", c.Type, c.RegistryID, c.Region, key)
+		policy := "a new token is distributed at once"
+		if c.RotationPolicy == string(tcrv1.RotationVerified) {
+			policy = "a new token the registry rejects is held, and the last accepted one stays distributed"
+		}
+		fmt.Fprintf(w, "Rotation policy: %s: %s\n", c.RotationPolicy, policy)
 	}
 	for _, note := range item.Notes {
 		fmt.Fprintf(w, "Note: %s\n", note)

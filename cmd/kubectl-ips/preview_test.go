@@ -666,3 +666,146 @@ recoverPods: evict 0, stuck 0; Pending Pods: 11 read
 `, out)
 	})
 }
+
+// mintedDemo is the fixture's demo with a minted credential instead of its password; extra is
+// added to its spec.
+func mintedDemo(extra, instanceToken string) string {
+	return `apiVersion: tcr.tencentcloudcr.com/v1
+kind: ImagePullSecret
+metadata: {name: demo}
+spec:
+  namespaces: "team-a, team-b, team-c, team-d, gone"
+  serviceAccounts: "default, deployer"
+` + extra + `  docker:
+    server: ` + previewServer + `
+    instanceToken: ` + instanceToken + `
+`
+}
+
+// mintedTable is demoTable for mintedDemo, after the lines about the credential: the Secrets of
+// demo that exist cannot be compared with a token the preview does not mint.
+const mintedTable = `NAMESPACE   SECRET    SERVICE-ACCOUNTS
+old         delete    -default
+team-a      create    +default,+deployer
+team-b      unknown   default,+deployer
+team-c      foreign   default
+team-d      unknown   default
+secretsDesired: 4, sAsDesired: 6; Secrets: create 1, delete 1, foreign 1, unknown 2; references: +3 -1; namespaces: 11 read, 1 terminating skipped
+SecretNotOwned: Secret team-c/tcr.ipsdemo exists and is not managed by this ImagePullSecret; it was left untouched: delete or rename it to let tcr-assistant create its own
+`
+
+// TestPreviewInstanceToken previews rules whose credential the controller mints: where it comes
+// from and the rotation policy are shown, the API key Secret is checked as the controller would,
+// and nothing is minted (the preview has no TCR API to call) or written.
+func TestPreviewInstanceToken(t *testing.T) {
+	env := startPreviewFixture(t)
+	ctx := context.Background()
+	kubeconfig := []string{"--kubeconfig", env.Kubeconfig}
+	takeRequests := recordRequests(t)
+	const (
+		withKey         = `{registryId: tcr-abcd1234, region: ap-guangzhou, apiKeySecretRef: {name: tcr-api-key}}`
+		keySecret       = "Key-preview-SECRET-51e0"
+		credentialLines = "Credential: minted Temporary token of instance tcr-abcd1234 (region ap-guangzhou), API key from Secret tcr-assistant-system/tcr-api-key\n" +
+			"Rotation policy: Verified: a new token the registry rejects is held, and the last accepted one stays distributed\n"
+		unknownNote = "Note: the preview mints no token, so whether the existing Secrets hold the controller's current token is unknown\n"
+	)
+	preview := func(t *testing.T, args ...string) (int, string, string) {
+		t.Helper()
+		takeRequests()
+		code, out, errOut := runPreview(t, append(args, kubeconfig...)...)
+		assert.NotContains(t, out+errOut, keySecret)
+		for _, r := range takeRequests() {
+			assert.True(t, strings.HasPrefix(r, "GET "), "a request that is not a read: %s", r)
+		}
+		return code, out, errOut
+	}
+	file := writeFile(t, mintedDemo("", withKey))
+
+	t.Run("the API key Secret does not exist", func(t *testing.T) {
+		code, out, errOut := preview(t, "-f", file)
+		assert.Equal(t, 0, code, errOut)
+		assert.Empty(t, errOut)
+		assert.Equal(t, "ImagePullSecret demo (in the cluster)\n"+credentialLines+
+			"Note: Secret tcr-assistant-system/tcr-api-key named by docker.instanceToken.apiKeySecretRef does not exist; the controller mints nothing (APIKeySecretNotFound)\n"+
+			unknownNote+mintedTable, out)
+	})
+
+	const ns = "tcr-assistant-system"
+	require.NoError(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tcr-api-key"},
+		Data: map[string][]byte{"SecretId": []byte("AKIDpreviewEXAMPLE")}}
+	require.NoError(t, env.Client.Create(ctx, key))
+	// The controller's namespace is one more namespace read.
+	table := strings.Replace(mintedTable, "11 read", "12 read", 1)
+
+	t.Run("the API key Secret did not opt in", func(t *testing.T) {
+		code, out, errOut := preview(t, "-f", file)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, "ImagePullSecret demo (in the cluster)\n"+credentialLines+
+			`Note: Secret tcr-assistant-system/tcr-api-key named by docker.instanceToken.apiKeySecretRef may not be a password source: it does not carry the label tcr.tencentcloudcr.com/password-source: "true", by which a Secret opts in to being a password source; the controller mints nothing with it (PasswordSourceNotAllowed)`+"\n"+
+			unknownNote+table, out)
+	})
+
+	key.Labels = map[string]string{tcrv1.PasswordSourceLabel: "true"}
+	require.NoError(t, env.Client.Update(ctx, key))
+
+	t.Run("the API key Secret has no SecretKey", func(t *testing.T) {
+		code, out, errOut := preview(t, "-f", file)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, "ImagePullSecret demo (in the cluster)\n"+credentialLines+
+			"Note: Secret tcr-assistant-system/tcr-api-key named by docker.instanceToken.apiKeySecretRef needs the keys SecretId and SecretKey; the controller mints nothing with it (APIKeySecretNotFound)\n"+
+			unknownNote+table, out)
+	})
+
+	key.Data["SecretKey"] = []byte(keySecret)
+	require.NoError(t, env.Client.Update(ctx, key))
+
+	t.Run("a usable API key: the credential, and no note of it", func(t *testing.T) {
+		code, out, errOut := preview(t, "-f", file)
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, "ImagePullSecret demo (in the cluster)\n"+credentialLines+unknownNote+table, out)
+	})
+
+	t.Run("LongTerm, the manager's cloud identity, Immediate; a new rule has nothing unknown", func(t *testing.T) {
+		cr := strings.Replace(mintedDemo("  rotationPolicy: Immediate\n", `{registryId: tcr-abcd1234, region: ap-shanghai, type: LongTerm}`),
+			"name: demo", "name: fresh", 1)
+		code, out, errOut := preview(t, "-f", writeFile(t, cr))
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, `ImagePullSecret fresh (not in the cluster: previewed as new)
+Credential: minted LongTerm token of instance tcr-abcd1234 (region ap-shanghai), with the manager's cloud identity (TKE pod identity or the CVM role)
+Rotation policy: Immediate: a new token is distributed at once
+NAMESPACE   SECRET   SERVICE-ACCOUNTS
+team-a      create   +default,+deployer
+team-b      create   +default,+deployer
+team-c      create   +default
+team-d      create   +default
+secretsDesired: 4, sAsDesired: 6; Secrets: create 4; references: +6 -0; namespaces: 12 read, 1 terminating skipped
+`, out)
+	})
+
+	t.Run("-o json", func(t *testing.T) {
+		code, out, errOut := preview(t, "-f", file, "-o", "json")
+		assert.Equal(t, 0, code, errOut)
+		var doc struct {
+			Items []struct {
+				Notes      []string        `json:"notes"`
+				Credential json.RawMessage `json:"credential"`
+			} `json:"items"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &doc))
+		require.Len(t, doc.Items, 1)
+		assert.JSONEq(t, `{"type": "Temporary", "registryId": "tcr-abcd1234", "region": "ap-guangzhou",
+  "apiKeySecret": "tcr-assistant-system/tcr-api-key", "rotationPolicy": "Verified"}`, string(doc.Items[0].Credential))
+		assert.Equal(t, []string{strings.TrimSuffix(strings.TrimPrefix(unknownNote, "Note: "), "\n")}, doc.Items[0].Notes)
+
+		// A rule of the cluster, read by NAME: the same.
+		live := &tcrv1.ImagePullSecret{}
+		require.NoError(t, env.Client.Get(ctx, client.ObjectKey{Name: "demo"}, live))
+		live.Spec.Docker = tcrv1.DockerCredential{Server: previewServer, InstanceToken: &tcrv1.InstanceToken{
+			RegistryID: "tcr-abcd1234", Region: "ap-guangzhou", APIKeySecretRef: &tcrv1.SecretReference{Name: "tcr-api-key"}}}
+		require.NoError(t, env.Client.Update(ctx, live))
+		code, out, errOut = preview(t, "demo")
+		assert.Equal(t, 0, code, errOut)
+		assert.Equal(t, "ImagePullSecret demo (in the cluster)\n"+credentialLines+unknownNote+table, out)
+	})
+}
