@@ -2,9 +2,11 @@
 // rendered bundle (what 'kubectl kustomize config/default' prints, which is also what
 // dist/install.yaml holds), so that the chart and the bundle cannot drift: 'make chart' runs it,
 // 'make verify' fails when the committed chart differs. Every object of the bundle but its
-// Namespace becomes one template under templates/bundle/, verbatim but for three holes: the
-// image; the hosts.yaml of the ConfigMap updater-config, which the values global.hosts fill; and
-// the bundle's namespace, tcr-assistant-system, which becomes the release namespace wherever an
+// Namespace becomes one template under templates/bundle/, verbatim but for four holes: the
+// image; the hosts.yaml of the ConfigMap updater-config, which the values global.hosts fill; the
+// ends of the manager container's args and volumeMounts and of its pod's volumes, which the
+// value privateCA fills (the chart's side of config/components/private-ca); and the bundle's
+// namespace, tcr-assistant-system, which becomes the release namespace wherever an
 // object names it (metadata.namespace, RoleBinding subjects, the webhooks' Service and
 // namespaceSelector, the manager's --namespace, the ServiceAccount user name the admission
 // policies match, ...). The chart does not create the release namespace: Helm keeps its release
@@ -39,6 +41,10 @@ const (
 	hostsConfigMap = "updater-config"
 	hostsKey       = "hosts.yaml"
 	hostsHole      = "__TCR_ASSISTANT_HOSTS__"
+	// managerDeployment and managerContainer are the manager, whose args, volumeMounts and
+	// volumes end with what the value privateCA adds (templates/_helpers.tpl).
+	managerDeployment = "tcr-assistant-controller-manager"
+	managerContainer  = "manager"
 )
 
 func main() {
@@ -126,6 +132,11 @@ func Generate(bundle []byte) (map[string]string, string, error) {
 		if o.Kind == "ConfigMap" && o.Metadata.Name == hostsConfigMap {
 			var err error
 			if doc, hostsDefault, err = hostsTemplate(doc); err != nil {
+				return nil, "", err
+			}
+		} else if o.Kind == "Deployment" && o.Metadata.Name == managerDeployment {
+			var err error
+			if doc, err = privateCATemplate(doc); err != nil {
 				return nil, "", err
 			}
 		} else {
@@ -306,6 +317,80 @@ ${1}`+hostsKey+`: {{ toJson . }}
 {{- end }}
 `)
 	return text, def, nil
+}
+
+// privateCAHoles are the lists of the manager's Deployment that end with what the value privateCA
+// adds, by the hole that marks the end of each and the helper of templates/_helpers.tpl that
+// fills it: a YAML list, or nothing when privateCA.configMap is empty.
+var privateCAHoles = []struct{ hole, helper string }{
+	{"__TCR_ASSISTANT_PRIVATE_CA_ARGS__", "tcr-assistant.privateCAArgs"},
+	{"__TCR_ASSISTANT_PRIVATE_CA_VOLUME_MOUNTS__", "tcr-assistant.privateCAVolumeMounts"},
+	{"__TCR_ASSISTANT_PRIVATE_CA_VOLUMES__", "tcr-assistant.privateCAVolumes"},
+}
+
+// privateCATemplate returns the template of the manager's Deployment: the manager container's
+// args and volumeMounts and the pod's volumes end with the items the value privateCA adds, none
+// by default.
+func privateCATemplate(doc string) (string, error) {
+	var d map[string]any
+	if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+		return "", err
+	}
+	fail := func(what string) (string, error) {
+		return "", fmt.Errorf("the manager's Deployment %s: %s, where the value privateCA adds its own", managerDeployment, what)
+	}
+	pod, _ := nested(d, "spec", "template", "spec").(map[string]any)
+	if pod == nil {
+		return fail("no pod template")
+	}
+	var container map[string]any
+	containers, _ := pod["containers"].([]any)
+	for _, c := range containers {
+		if c, _ := c.(map[string]any); c != nil && c["name"] == managerContainer {
+			container = c
+		}
+	}
+	if container == nil {
+		return fail("no container " + managerContainer)
+	}
+	for i, list := range []struct {
+		owner map[string]any
+		field string
+	}{{container, "args"}, {container, "volumeMounts"}, {pod, "volumes"}} {
+		items, ok := list.owner[list.field].([]any)
+		if !ok {
+			return fail("no list " + list.field)
+		}
+		list.owner[list.field] = append(items, privateCAHoles[i].hole)
+	}
+	out, err := yaml.Marshal(d)
+	if err != nil {
+		return "", err
+	}
+	text := escape(string(out))
+	for _, h := range privateCAHoles {
+		// The hole is an item of its list: the helper's items go there, at its indentation;
+		// nothing at all (not even a blank line) when the helper gives none.
+		re := regexp.MustCompile(`(?m)^( *)- ` + regexp.QuoteMeta(h.hole) + `\n`)
+		m := re.FindStringSubmatch(text)
+		if m == nil {
+			return "", fmt.Errorf("the manager's Deployment %s: could not place %s", managerDeployment, h.helper)
+		}
+		text = re.ReplaceAllLiteralString(text, fmt.Sprintf("%s{{- with include %q . }}{{ . | nindent %d }}{{ end }}\n", m[1], h.helper, len(m[1])))
+	}
+	return text, nil
+}
+
+// nested returns the value at path in maps, or nil.
+func nested(v any, path ...string) any {
+	for _, k := range path {
+		m, _ := v.(map[string]any)
+		if m == nil {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
 }
 
 const hostsOnlyConfigMap = `{{- with include "tcr-assistant.hostsYAML" . }}

@@ -172,3 +172,62 @@ values:
 		})
 	}
 }
+
+// managerDeploymentDoc is the manager's Deployment as config/ renders it, trimmed to what the
+// value privateCA touches.
+const managerDeploymentDoc = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: tcr-assistant-controller-manager
+  namespace: tcr-assistant-system
+spec:
+  template:
+    spec:
+      containers:
+      - args:
+        - --namespace=tcr-assistant-system
+        image: tcr-assistant:v0.1.0
+        name: manager
+        volumeMounts:
+        - mountPath: /tmp/certs
+          name: webhook-cert
+      volumes:
+      - emptyDir: {}
+        name: webhook-cert
+`
+
+func TestPrivateCAHoles(t *testing.T) {
+	files, _, err := Generate([]byte(managerDeploymentDoc))
+	require.NoError(t, err)
+	assert.Equal(t, header+`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: tcr-assistant-controller-manager
+  namespace: {{ .Release.Namespace | quote }}
+spec:
+  template:
+    spec:
+      containers:
+      - args:
+        - --namespace={{ .Release.Namespace }}
+        {{- with include "tcr-assistant.privateCAArgs" . }}{{ . | nindent 8 }}{{ end }}
+        image: {{ include "tcr-assistant.image" . }}
+        name: manager
+        volumeMounts:
+        - mountPath: /tmp/certs
+          name: webhook-cert
+        {{- with include "tcr-assistant.privateCAVolumeMounts" . }}{{ . | nindent 8 }}{{ end }}
+      volumes:
+      - emptyDir: {}
+        name: webhook-cert
+      {{- with include "tcr-assistant.privateCAVolumes" . }}{{ . | nindent 6 }}{{ end }}
+`, files["deployment-tcr-assistant-controller-manager.yaml"])
+
+	for what, doc := range map[string]string{
+		"no container manager": strings.ReplaceAll(managerDeploymentDoc, "name: manager", "name: other"),
+		"no list volumes":      strings.Split(managerDeploymentDoc, "      volumes:\n")[0],
+	} {
+		_, _, err := Generate([]byte(doc))
+		assert.EqualError(t, err, "the manager's Deployment tcr-assistant-controller-manager: "+what+", where the value privateCA adds its own", what)
+	}
+}

@@ -67,6 +67,9 @@ const (
 
 // Options configure Start.
 type Options struct {
+	// Addr is the address to listen on, "ip:port" ("10.254.0.1:0": a free port of that
+	// address); "127.0.0.1:0" when empty. The serving certificate names that IP address too.
+	Addr string
 	// Auth is the authentication scheme; Token by default.
 	Auth Auth
 	// Users maps user names to passwords; at least one is needed to push.
@@ -83,7 +86,8 @@ type Options struct {
 
 // Registry is a running registry.
 type Registry struct {
-	// Host is "127.0.0.1:port", the docker.server of an ImagePullSecret for this registry.
+	// Host is "127.0.0.1:port" (or Options.Addr's), the docker.server of an ImagePullSecret for
+	// this registry.
 	Host string
 	// CAPEM is the PEM certificate of the test CA that signed the registry's serving certificate.
 	CAPEM []byte
@@ -135,13 +139,17 @@ func Start(t testing.TB, opts Options) *Registry {
 	r.CAFile = filepath.Join(dir, "ca.crt")
 	must(t, os.WriteFile(r.CAFile, r.CAPEM, 0o600))
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	l, err := net.Listen("tcp", addr)
 	must(t, err)
 	r.Host = l.Addr().String()
 	srv := httptest.NewUnstartedServer(nil)
 	_ = srv.Listener.Close()
 	srv.Listener = l
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serving(t, ca, caKey)}}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serving(t, ca, caKey, l.Addr().(*net.TCPAddr).IP)}}
 
 	cfg := &configuration.Configuration{}
 	cfg.Storage = configuration.Storage{
@@ -347,15 +355,19 @@ func newCA(t testing.TB) (*x509.Certificate, *ecdsa.PrivateKey) {
 	return ca, key
 }
 
-// serving returns a certificate for 127.0.0.1 signed by the CA.
-func serving(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey) tls.Certificate {
+// serving returns a certificate for 127.0.0.1 and ip (the listener's) signed by the CA.
+func serving(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, ip net.IP) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	must(t, err)
+	ips := []net.IP{net.IPv4(127, 0, 0, 1)}
+	if !ip.Equal(ips[0]) {
+		ips = append(ips, ip)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		IPAddresses:  ips,
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,

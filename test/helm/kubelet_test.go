@@ -127,6 +127,20 @@ func (k *kubelet) startManager(ctx context.Context, deploy *appsv1.Deployment) e
 	}
 	c := pod.Containers[0]
 	argv := append(append([]string{}, c.Command...), c.Args...)
+	// ConfigMap volumes (the value privateCA) are local folders, which the flags name instead
+	// of the mount paths, as the kubelet would make them: a missing ConfigMap or key keeps the
+	// manager from starting.
+	for _, m := range c.VolumeMounts {
+		dir, isConfigMap, err := k.mountConfigMap(ctx, deploy.Namespace, pod.Volumes, m.Name)
+		if err != nil {
+			return fmt.Errorf("deployment %s: %w", deploy.Name, err)
+		}
+		if isConfigMap {
+			for i := range argv {
+				argv[i] = strings.ReplaceAll(argv[i], m.MountPath, dir)
+			}
+		}
+	}
 	// Out of cluster: the ServiceAccount's token, loopback addresses, a scratch certificate
 	// directory and the SAN the API server will dial.
 	argv = append(argv, "--kubeconfig="+kubeconfig,
@@ -243,6 +257,44 @@ func (k *kubelet) mountSecret(ctx context.Context, namespace string, volumes []c
 		return dir, nil
 	}
 	return "", fmt.Errorf("no volume %s", name)
+}
+
+// mountConfigMap writes the keys of the ConfigMap of the named volume (its items, when it lists
+// them) into a folder and returns it; isConfigMap is false for a volume of another kind.
+func (k *kubelet) mountConfigMap(ctx context.Context, namespace string, volumes []corev1.Volume, name string) (dir string, isConfigMap bool, err error) {
+	for _, v := range volumes {
+		if v.Name != name {
+			continue
+		}
+		if v.ConfigMap == nil {
+			return "", false, nil
+		}
+		var cm corev1.ConfigMap
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: v.ConfigMap.Name}, &cm); err != nil {
+			return "", true, fmt.Errorf("volume %s: %w", name, err)
+		}
+		files := map[string]string{}
+		for key := range cm.Data {
+			files[key] = key
+		}
+		if len(v.ConfigMap.Items) > 0 {
+			files = map[string]string{}
+			for _, it := range v.ConfigMap.Items {
+				if _, ok := cm.Data[it.Key]; !ok {
+					return "", true, fmt.Errorf("volume %s: configmap references non-existent config key: %s", name, it.Key)
+				}
+				files[it.Path] = it.Key
+			}
+		}
+		dir := k.t.TempDir()
+		for path, key := range files {
+			if err := os.WriteFile(filepath.Join(dir, path), []byte(cm.Data[key]), 0o644); err != nil {
+				return "", true, err
+			}
+		}
+		return dir, true, nil
+	}
+	return "", false, fmt.Errorf("no volume %s", name)
 }
 
 // pointWebhookAt makes the webhook configuration call url (with its own path) instead of the

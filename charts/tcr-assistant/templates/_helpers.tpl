@@ -84,3 +84,36 @@ README, "Moving a release of the earlier chart", moves the release instead.
 {{- fail (printf "release %s in namespace %s was installed by an earlier chart, which created namespace tcr-assistant-system as a release object; this chart installs into the release namespace and would delete tcr-assistant-system with everything in it: move the release instead (README, \"Moving a release of the earlier chart\")" .Release.Name .Release.Namespace) -}}
 {{- end -}}
 {{- end }}
+
+{{- /*
+privateCA: the ConfigMap privateCA.configMap, which the user creates in the release namespace,
+mounted read-only into the manager at /etc/tcr-assistant/ca with its key privateCA.key as
+ca.crt, which the manager trusts for registries (--registry-ca-file) and the TCR API
+(--tcr-api-ca-file) besides the system's CAs; what config/components/private-ca adds to the
+bundle. Not optional: without the ConfigMap, or its key, the manager's pod does not start, and its
+FailedMount event names what is missing. Each helper is a YAML list, which hack/chartgen puts at
+the end of its list in the manager's Deployment; nothing when privateCA.configMap is empty.
+*/ -}}
+{{- define "tcr-assistant.privateCAFile" -}}
+/etc/tcr-assistant/ca/ca.crt
+{{- end }}
+
+{{- define "tcr-assistant.privateCAArgs" -}}
+{{- with .Values.privateCA }}{{ if .configMap }}
+{{- $file := include "tcr-assistant.privateCAFile" $ }}
+{{- toYaml (list (printf "--registry-ca-file=%s" $file) (printf "--tcr-api-ca-file=%s" $file)) }}
+{{- end }}{{ end }}
+{{- end }}
+
+{{- define "tcr-assistant.privateCAVolumeMounts" -}}
+{{- with .Values.privateCA }}{{ if .configMap }}
+{{- toYaml (list (dict "name" "private-ca" "mountPath" (dir (include "tcr-assistant.privateCAFile" $)) "readOnly" true)) }}
+{{- end }}{{ end }}
+{{- end }}
+
+{{- define "tcr-assistant.privateCAVolumes" -}}
+{{- with .Values.privateCA }}{{ if .configMap }}
+{{- $items := list (dict "key" (.key | default "ca.crt") "path" (base (include "tcr-assistant.privateCAFile" $))) }}
+{{- toYaml (list (dict "name" "private-ca" "configMap" (dict "name" .configMap "items" $items))) }}
+{{- end }}{{ end }}
+{{- end }}
