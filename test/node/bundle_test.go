@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/internal/faketcr"
 	"github.com/tcr-assistant/tcr-assistant/internal/image"
 	"github.com/tcr-assistant/tcr-assistant/internal/testregistry"
 )
@@ -67,7 +69,13 @@ func TestTheBundle(t *testing.T) {
 	reg := startRegistry(t, password, false)
 	addOns := startRegistry(t, password, true)
 	img1 := pushAddOn(t, addOns, password, "node1")
-	installBundle(t, img1)
+	// The manager trusts, through the private-CA component (README, "Private CAs"), a registry
+	// it can reach on the node's address and the TCR API it mints tokens with, also there.
+	caReg := startReachableRegistry(t, password)
+	api := faketcr.Start(t, faketcr.Options{Keys: map[string]string{nodeKeyID: nodeKeySecret}, Registries: []string{nodeInstance}, Addr: nodeIP + ":0"})
+	installCA(t, slices.Concat(caReg.CAPEM, api.CAPEM))
+	endpoint := "--tcr-api-endpoint=" + api.Endpoint
+	installBundle(t, renderWithCA(t, img1, endpoint))
 	t.Cleanup(func() { deleteRules(t, c) })
 
 	var managerPod corev1.Pod
@@ -176,6 +184,14 @@ func TestTheBundle(t *testing.T) {
 		t.Logf("pull-ok after the rotation: Running %s after the old Pod's deletion", time.Since(start).Round(time.Millisecond))
 	})
 
+	t.Run("private CA", func(t *testing.T) {
+		caTrusted(t, c, caReg, password)
+	})
+
+	t.Run("minted token pulls", func(t *testing.T) {
+		mintedPull(t, c, api, password)
+	})
+
 	t.Run("recover stuck pods", func(t *testing.T) {
 		recoverStuckPods(t, c, reg.Host, app, addOns.Host+"/private/elsewhere:1", ips.Spec.Docker.Password)
 	})
@@ -197,7 +213,7 @@ func TestTheBundle(t *testing.T) {
 		before := distributed(t, c)
 		require.NotEmpty(t, before)
 		img2 := pushAddOn(t, addOns, password, "node2")
-		kubectl(t, "apply", "-f", render(t, img2))
+		kubectl(t, "apply", "-f", renderWithCA(t, img2, endpoint))
 		pod := readyManager(t, c, img2)
 		require.NotEqual(t, managerPod.Name, pod.Name, "the manager did not roll")
 		kubectl(t, "-n", system, "rollout", "status", "daemonset/hosts-updater", "--timeout=120s")
@@ -215,8 +231,7 @@ func TestTheBundle(t *testing.T) {
 	})
 }
 
-// startRegistry starts a registry with the test user and makes containerd trust its CA
-// (certs.d/<host>/hosts.toml). A public one lets anyone pull the add-on's repository.
+// startRegistry starts a registry with the test user and makes containerd trust its CA. A public one lets anyone pull the add-on's repository.
 func startRegistry(t *testing.T, password string, public bool) *testregistry.Registry {
 	t.Helper()
 	opts := testregistry.Options{Users: map[string]string{user: password}}
@@ -224,12 +239,18 @@ func startRegistry(t *testing.T, password string, public bool) *testregistry.Reg
 		opts.Public = []string{addOnRepo}
 	}
 	reg := testregistry.Start(t, opts)
+	trustOnTheNode(t, reg)
+	return reg
+}
+
+// trustOnTheNode makes containerd trust the CA of reg (certs.d/<host>/hosts.toml).
+func trustOnTheNode(t *testing.T, reg *testregistry.Registry) {
+	t.Helper()
 	dir := filepath.Join(nodeDir(), "certs.d", reg.Host)
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(
 		"server = \"https://"+reg.Host+"\"\n[host.\"https://"+reg.Host+"\"]\n  ca = \""+reg.CAFile+"\"\n"), 0o644))
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return reg
 }
 
 // pushAddOn pushes the add-on's image (bin/image, 'make image') as tag with 'make image-push',
@@ -262,11 +283,10 @@ func render(t *testing.T, img string) string {
 	return file
 }
 
-// installBundle applies the bundle rendered for img, as the README's install does, and deletes
-// it when the test ends.
-func installBundle(t *testing.T, img string) {
+// installBundle applies a rendered bundle, as the README's install does, and deletes it when the
+// test ends.
+func installBundle(t *testing.T, file string) {
 	t.Helper()
-	file := render(t, img)
 	kubectl(t, "apply", "-f", file)
 	t.Cleanup(func() {
 		if t.Failed() {

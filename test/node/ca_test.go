@@ -32,10 +32,6 @@ import (
 //
 // and the upgrade in place re-applies renderWithCA(t, img2), or it would take the CA away.
 
-// Until TestTheBundle calls them (the unused linter would fail 'make verify' meanwhile); remove
-// this line when it does.
-var _ = []any{installCA, renderWithCA, startReachableRegistry, caTrusted}
-
 const (
 	// caConfigMap and caKey are what the component mounts, in the namespace system.
 	caConfigMap = "tcr-assistant-ca"
@@ -72,8 +68,8 @@ func installCA(t *testing.T, pemData []byte) {
 
 // renderWithCA renders the bundle for img ('make build-installer', render) with the component
 // config/components/private-ca, through an overlay of the rendered file as a user's own
-// kustomization would ('kubectl kustomize'), and returns the file.
-func renderWithCA(t *testing.T, img string) string {
+// kustomization would ('kubectl kustomize'), adds args to the manager's, and returns the file.
+func renderWithCA(t *testing.T, img string, args ...string) string {
 	t.Helper()
 	bundle := render(t, img)
 	overlay := t.TempDir()
@@ -82,8 +78,14 @@ func renderWithCA(t *testing.T, img string) string {
 	require.NoError(t, os.WriteFile(filepath.Join(overlay, "install.yaml"), data, 0o644))
 	component, err := filepath.Rel(overlay, filepath.Join(repoRoot(t), privateCAComponent))
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"),
-		[]byte("resources:\n- install.yaml\ncomponents:\n- "+component+"\n"), 0o644))
+	kustomization := "resources:\n- install.yaml\ncomponents:\n- " + component + "\n"
+	if len(args) > 0 {
+		kustomization += "patches:\n- target: {kind: Deployment, name: " + manager + "}\n  patch: |\n"
+		for _, a := range args {
+			kustomization += "    - {op: add, path: /spec/template/spec/containers/0/args/-, value: \"" + a + "\"}\n"
+		}
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644))
 	file := filepath.Join(t.TempDir(), "install.yaml")
 	require.NoError(t, os.WriteFile(file, []byte(kubectl(t, "kustomize", overlay)), 0o644))
 	return file
