@@ -314,9 +314,10 @@ func (m *minter) failed(ctx context.Context, ips *tcrv1.ImagePullSecret, st *min
 
 // metricCode bounds the label values an API can put in a metric.
 func metricCode(code string) string {
-	if len(code) > 64 || strings.ContainsFunc(code, func(c rune) bool {
-		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_')
-	}) {
+	plain := func(c rune) bool {
+		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_'
+	}
+	if len(code) > 64 || strings.ContainsFunc(code, func(c rune) bool { return !plain(c) }) {
 		return "Other"
 	}
 	return code

@@ -47,7 +47,9 @@ func mintedPull(t *testing.T, c client.Client, api *faketcr.Server, password str
 	require.NoError(t, c.Create(ctx, ips))
 	t.Cleanup(func() { _ = c.Delete(context.Background(), ips) })
 	require.NoError(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "pull-minted"}}))
-	t.Cleanup(func() { _ = c.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "pull-minted"}}) })
+	t.Cleanup(func() {
+		_ = c.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "pull-minted"}})
+	})
 	require.NoError(t, c.Create(ctx, deployment("pull-minted", app)))
 
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
