@@ -96,6 +96,14 @@ type ImagePullSecretSpec struct {
 	// +optional
 	RecoverPods bool `json:"recoverPods,omitempty"`
 
+	// Delivery is how the credential reaches Pods: Secrets (the default and the original's way: a
+	// Secret in each selected namespace, referenced by each selected ServiceAccount),
+	// CredentialProvider (no Secret and no reference: the kubelet's credential provider plugin,
+	// tcr-credential-provider, asks the manager with the Pod's ServiceAccount token; copies left
+	// from before are removed) or Both (for a migration, or nodes not configured yet).
+	// +optional
+	Delivery Delivery `json:"delivery,omitempty"`
+
 	// RotationPolicy is Verified (the default) or Immediate. Verified: when the credential of a
 	// rule that distributed a working credential changes, the new one is checked against the
 	// registry first; while the registry rejects it, the last accepted one stays distributed and
@@ -197,6 +205,32 @@ type SecretReference struct {
 	Name string `json:"name"`
 }
 
+// Delivery is how the credential of a rule reaches Pods.
+// +kubebuilder:validation:Enum=Secrets;CredentialProvider;Both
+type Delivery string
+
+const (
+	// DeliverySecrets distributes Secrets and references, as the original does. The default.
+	DeliverySecrets Delivery = "Secrets"
+	// DeliveryCredentialProvider serves the credential to the kubelet's credential provider
+	// plugin only: no namespace holds a copy.
+	DeliveryCredentialProvider Delivery = "CredentialProvider"
+	// DeliveryBoth does both.
+	DeliveryBoth Delivery = "Both"
+)
+
+// CredentialProviderAudience is the audience of the ServiceAccount tokens the kubelet hands the
+// credential provider plugin, and the one the manager's credential endpoint accepts.
+const CredentialProviderAudience = "tcr-assistant.tcr.tencentcloudcr.com"
+
+// DeliversSecrets reports whether the rule distributes Secrets.
+func (s *ImagePullSecretSpec) DeliversSecrets() bool { return s.Delivery != DeliveryCredentialProvider }
+
+// ServesCredentialProvider reports whether the credential endpoint serves the rule.
+func (s *ImagePullSecretSpec) ServesCredentialProvider() bool {
+	return s.Delivery == DeliveryCredentialProvider || s.Delivery == DeliveryBoth
+}
+
 // RotationPolicy says what happens when the credential of a rule changes.
 // +kubebuilder:validation:Enum=Verified;Immediate
 type RotationPolicy string
@@ -263,6 +297,11 @@ type ImagePullSecretStatus struct {
 	// from the token without checking its signature; absent for other passwords.
 	// +optional
 	CredentialExpiresAt *metav1.Time `json:"credentialExpiresAt,omitempty"`
+
+	// ServiceAccountsServed counts the ServiceAccounts the credential endpoint served this rule's
+	// credential to (delivery CredentialProvider or Both) since the manager started.
+	// +optional
+	ServiceAccountsServed int32 `json:"serviceAccountsServed,omitempty"`
 
 	// InstanceTokenID is the ID of the LongTerm instance token the controller minted for this
 	// rule, which it revokes when the rule goes.
