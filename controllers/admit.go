@@ -84,6 +84,8 @@ func (a Admission) wants(ctx context.Context, ips *tcrv1.ImagePullSecret, ns *me
 	if err != nil || bad != nil {
 		return false, false, err
 	}
+	// The content the last full pass decided to distribute, as the namespace pass plans with it.
+	r.decided(t)
 	in := planInput{owner: t.owner, rule: t.rule, data: t.data, namespace: ns, serviceAccounts: []*slimServiceAccount{sa}}
 	name := t.owner.secretName()
 	in.secret = r.cachedSecret(ns.Name, name)
