@@ -80,6 +80,9 @@ func (a Admission) References(ctx context.Context, sa *corev1.ServiceAccount) ([
 // whether the plan adds the reference to sa and whether the Secret is yet to be created.
 func (a Admission) wants(ctx context.Context, ips *tcrv1.ImagePullSecret, ns *metav1.PartialObjectMetadata, sa *slimServiceAccount) (add, missing bool, err error) {
 	r := a.r
+	if !ips.Spec.DeliversSecrets() {
+		return false, false, nil // delivery CredentialProvider: no reference
+	}
 	t, bad, err := r.prepare(ctx, ips)
 	if err != nil || bad != nil {
 		return false, false, err

@@ -51,6 +51,8 @@ var (
 	logs      testenv.SyncBuffer
 	startOnce sync.Once
 	startErr  error
+	// reconciler is the manager's, for the tests of what it offers beside its controller.
+	reconciler *controllers.Reconciler
 )
 
 func TestMain(m *testing.M) {
@@ -165,6 +167,7 @@ func startManager(t *testing.T) {
 		}
 		r := controllers.New(controllers.Options{Namespace: ownNamespace, StatusListLimit: statusListLimit, StatusDelay: 200 * time.Millisecond,
 			RegistryCAFile: registryCAFile, TCRAPIEndpoint: tcrAPI.Endpoint, TCRAPICAFile: tcrAPI.CAFile, Now: testNow})
+		reconciler = r
 		if startErr = r.SetupWithManager(mgr); startErr != nil {
 			return
 		}

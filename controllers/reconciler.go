@@ -143,6 +143,9 @@ type Reconciler struct {
 	// decisions holds, per ImagePullSecret UID, what its last full pass decided to distribute
 	// (rotation.go), which its namespace passes distribute.
 	decisions map[types.UID]*decision
+	// servedTo holds, per ImagePullSecret UID, the ServiceAccounts ("namespace/name") the
+	// credential endpoint served its credential to (provider.go).
+	servedTo map[types.UID]map[string]struct{}
 }
 
 // passMark is what a walk over every namespace was made for.
@@ -195,6 +198,7 @@ func New(opts Options) *Reconciler {
 		names:   map[string]types.UID{},
 
 		decisions: map[types.UID]*decision{},
+		servedTo:  map[types.UID]map[string]struct{}{},
 	}
 	r.minter = newMinter(r, opts)
 	// A probe that ends asks for a status pass, which adds its result to the status.
@@ -422,6 +426,9 @@ func (r *Reconciler) syncNamespace(ctx context.Context, t *target, ns *metav1.Pa
 		return nsResult{}, false, err
 	}
 	in.rule, in.data, in.login = t.rule, t.data, t.login
+	if !t.ips.Spec.DeliversSecrets() {
+		in.rule = nil // delivery CredentialProvider: no copy anywhere; plan removes ours
+	}
 	if in.serviceAccounts, err = r.saMeta.join(t.saNeeds, in.serviceAccounts); err != nil {
 		return nsResult{}, false, err
 	}
@@ -593,6 +600,7 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 	}
 
 	st := buildStatus(ips, cur, r.results, r.opts.StatusListLimit)
+	st.ServiceAccountsServed = r.servedCount(ips.UID)
 	setValid(st, ips.Generation, valid)
 	r.credentialStatus(ips, cur, st)
 	r.mintedStatus(ips, mint, cur, st)
@@ -790,6 +798,7 @@ func (r *Reconciler) forget(name string) {
 		r.minter.forget(uid)
 		r.mu.Lock()
 		delete(r.decisions, uid)
+		delete(r.servedTo, uid)
 		r.mu.Unlock()
 	}
 	r.recovery.ruleChanged(name, false)

@@ -203,6 +203,9 @@ func buildStatus(ips *tcrv1.ImagePullSecret, cur *tcrv1.ImagePullSecretStatus, r
 	st.Failures = failures
 
 	switch {
+	case failed == 0 && !ips.Spec.DeliversSecrets():
+		setCondition(st, ips.Generation, tcrv1.ConditionReady, metav1.ConditionTrue, tcrv1.ReasonDistributed,
+			"delivery CredentialProvider: no namespace holds a copy; the credential endpoint serves the selected ServiceAccounts")
 	case failed == 0 && st.SecretsSuccess == st.SecretsDesired && st.SAsSuccess == st.SAsDesired:
 		setCondition(st, ips.Generation, tcrv1.ConditionReady, metav1.ConditionTrue, tcrv1.ReasonDistributed, fmt.Sprintf(
 			"Secret %s is up to date in %d namespaces and referenced by %d ServiceAccounts",

@@ -68,6 +68,12 @@ func validateCompiled(spec *tcrv1.ImagePullSecretSpec, compile func(*tcrv1.Image
 	}
 	warnings = append(warnings, excludedAndListed(spec)...)
 	errs = append(errs, validateDocker(&spec.Docker)...)
+	switch spec.Delivery {
+	case "", tcrv1.DeliverySecrets, tcrv1.DeliveryCredentialProvider, tcrv1.DeliveryBoth:
+	default:
+		errs = append(errs, field.NotSupported(field.NewPath("spec", "delivery"), shown(string(spec.Delivery)),
+			[]string{string(tcrv1.DeliverySecrets), string(tcrv1.DeliveryCredentialProvider), string(tcrv1.DeliveryBoth)}))
+	}
 	switch spec.RotationPolicy {
 	case "", tcrv1.RotationVerified, tcrv1.RotationImmediate:
 	default:
