@@ -58,12 +58,14 @@ type PreviewTarget struct {
 func NewPreviewTarget(ips *tcrv1.ImagePullSecret, uid types.UID, password *string) (*PreviewTarget, error) {
 	t := &PreviewTarget{owner: owner{name: ips.Name, uid: uid}, server: ips.Spec.Docker.Server}
 	if ips.DeletionTimestamp.IsZero() {
-		t.recoverPods = ips.Spec.RecoverPods
+		t.recoverPods = ips.Spec.RecoverPods && ips.Spec.DeliversSecrets()
 		rule, errs := engine.Compile(&ips.Spec)
 		if len(errs) > 0 {
 			return nil, previewError(describe(errs))
 		}
-		t.rule = rule
+		if ips.Spec.DeliversSecrets() {
+			t.rule = rule // delivery CredentialProvider selects no copy: plan removes ours
+		}
 	}
 	if password != nil {
 		data, err := renderDockerConfig(ips.Spec.Docker.Server, ips.Spec.Docker.Username, *password)

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -60,8 +61,8 @@ func (l providerLookup) Credential(ctx context.Context, namespace, name, host st
 		if err != nil {
 			return credprovider.Answer{}, false, err
 		}
-		if bad != nil || !r.decided(t) {
-			continue // a rule that does not compile, or that no full pass has decided yet
+		if bad != nil {
+			continue // a rule that does not compile
 		}
 		if ok, err := t.rule.MatchNamespace(nsFacts(ns)); err != nil || !ok {
 			continue
@@ -72,6 +73,11 @@ func (l providerLookup) Credential(ctx context.Context, namespace, name, host st
 		}
 		if ok, err := t.rule.MatchServiceAccount(nsFacts(ns), saFacts(joined[0])); err != nil || !ok {
 			continue
+		}
+		if !r.decided(t) {
+			// Only the leader's full pass decides; a replica that is not the leader, or a leader
+			// that has not passed over the rule yet, cannot answer.
+			return credprovider.Answer{}, false, fmt.Errorf("ImagePullSecret %s selects it, but no full pass of this replica has decided its credential yet (starting, or not the leader)", ips.Name)
 		}
 		r.served(ctx, ips, namespace+"/"+name)
 		return credprovider.Answer{Rule: ips.Name, Username: t.cred.username, Password: t.cred.password, ExpiresAt: t.cred.expiry}, true, nil

@@ -589,7 +589,7 @@ func (r *Reconciler) reconcileImagePullSecret(ctx context.Context, name string) 
 	// off the write path with a status write of its own.
 	r.creds.check(ctx, ips.UID, ips.Name, t.cred)
 	rotation := r.rotate(ctx, t)
-	r.recovery.ruleChanged(ips.Name, ips.Spec.RecoverPods)
+	r.recovery.ruleChanged(ips.Name, ips.Spec.RecoverPods && ips.Spec.DeliversSecrets())
 	var passErr error
 	if mark, walk := r.needsWalk(t); walk {
 		if passErr = r.walk(ctx, t); passErr == nil {

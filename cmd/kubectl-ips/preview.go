@@ -84,6 +84,8 @@ type previewItem struct {
 	Notes []string `json:"notes,omitempty"`
 	// Credential is where a minted credential comes from; only for a docker.instanceToken.
 	Credential *previewCredential `json:"credential,omitempty"`
+	// Delivery is spec.delivery when it is not the default, Secrets.
+	Delivery string `json:"delivery,omitempty"`
 	Summary    *previewSummary    `json:"summary,omitempty"`
 	Namespaces []previewNamespace `json:"namespaces,omitempty"`
 	// Recovery is what recoverPods would do; only for a rule with recoverPods.
@@ -328,6 +330,9 @@ func (p *previewer) preview(ctx context.Context, ips *tcrv1.ImagePullSecret, fro
 		item.Notes = append(item.Notes, "the admission webhook would refuse this spec today (condition Valid=False); the controller reads it leniently")
 	}
 
+	if d := ips.Spec.Delivery; d != "" && d != tcrv1.DeliverySecrets {
+		item.Delivery = string(d)
+	}
 	var password *string
 	if it := ips.Spec.Docker.InstanceToken; it != nil {
 		// The token is minted by the controller: unknown here, and never minted by the preview.
@@ -594,6 +599,12 @@ func printTable(w io.Writer, item *previewItem) {
 			policy = "a new token the registry rejects is held, and the last accepted one stays distributed"
 		}
 		fmt.Fprintf(w, "Rotation policy: %s: %s\n", c.RotationPolicy, policy)
+	}
+	switch tcrv1.Delivery(item.Delivery) {
+	case tcrv1.DeliveryCredentialProvider:
+		fmt.Fprintf(w, "Delivery: CredentialProvider: no Secret and no reference; the kubelet's credential provider asks the manager (copies left from before are deleted)\n")
+	case tcrv1.DeliveryBoth:
+		fmt.Fprintf(w, "Delivery: Both: the Secrets and references below, and the kubelet's credential provider\n")
 	}
 	for _, note := range item.Notes {
 		fmt.Fprintf(w, "Note: %s\n", note)

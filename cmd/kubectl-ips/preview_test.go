@@ -808,4 +808,18 @@ secretsDesired: 4, sAsDesired: 6; Secrets: create 4; references: +6 -0; namespac
 		assert.Equal(t, 0, code, errOut)
 		assert.Equal(t, "ImagePullSecret demo (in the cluster)\n"+credentialLines+unknownNote+table, out)
 	})
+
+	t.Run("delivery by the credential provider", func(t *testing.T) {
+		code, out, errOut := preview(t, "-f", writeFile(t, mintedDemo("  delivery: CredentialProvider\n", withKey)))
+		assert.Equal(t, 0, code, errOut)
+		// Every copy of demo goes (team-c's Secret is not demo's); no reference is added.
+		assert.Equal(t, "ImagePullSecret demo (in the cluster)\n"+credentialLines+
+			"Delivery: CredentialProvider: no Secret and no reference; the kubelet's credential provider asks the manager (copies left from before are deleted)\n"+
+			`NAMESPACE   SECRET   SERVICE-ACCOUNTS
+old         delete   -default
+team-b      delete   -default
+team-d      delete   -default
+secretsDesired: 0, sAsDesired: 0; Secrets: delete 3; references: +0 -3; namespaces: 12 read, 1 terminating skipped
+`, out)
+	})
 }
