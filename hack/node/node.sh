@@ -22,7 +22,7 @@
 #   kubeconfig: DIR/admin.kubeconfig, used from inside the namespace:
 #   ip netns exec tcr-node kubectl --kubeconfig DIR/admin.kubeconfig get nodes
 set -euo pipefail
-cmd=${1:?usage: node.sh up|down [DIR]}
+cmd=${1:?usage: node.sh up|down|restart-kubelet [DIR [KUBELET FLAGS...]]}
 D=${2:-/tmp/tcr-node}
 cd "$(dirname "$0")/../.."
 BIN=$PWD/bin
@@ -86,6 +86,31 @@ run() {
 	shift
 	ip netns exec $NS "$@" >"$D/logs/$name.log" 2>&1 &
 	echo $! >"$D/$name.pid"
+}
+
+# kubelet [FLAGS...]: starts the kubelet with the node's flags and FLAGS.
+kubelet() {
+	innode "$BIN/kubelet" --kubeconfig "$D/kubelet.kubeconfig" --config "$D/kubelet.yaml" --root-dir "$D/kubelet" \
+		--hostname-override $NODE --node-ip $IP --cert-dir "$D/kubelet/pki" "$@" >>"$D/logs/kubelet.log" 2>&1 &
+}
+
+# restart_kubelet [FLAGS...]: stops the kubelet and starts it again with FLAGS added, as an
+# administrator does after adding flags (a credential provider's), and waits until the node is
+# Ready again. Its Pods keep running meanwhile.
+restart_kubelet() {
+	local pid i
+	pid=$(pgrep -f "^$BIN/kubelet --kubeconfig $D/kubelet.kubeconfig" || true)
+	if [[ -n $pid ]]; then
+		kill $pid
+		for ((i = 0; i < 60; i++)); do
+			kill -0 $pid 2>/dev/null || break
+			sleep 0.5
+		done
+	fi
+	kubelet "$@"
+	# Ready stays True for a while after a kubelet stops; its own health endpoint tells.
+	wait_for "the kubelet" 90 innode curl -sf http://127.0.0.1:10248/healthz
+	echo "node: the kubelet runs with ${*:-no extra flags}"
 }
 
 # innode CMD...: runs CMD in the network and mount namespaces of containerd and the kubelet.
@@ -263,8 +288,7 @@ K
 	CGO_ENABLED=0 go build -trimpath -o "$D/pause" ./hack/node/pause
 	go run ./hack/node/imagetar $PAUSE "$D/pause" "$D/pause.tar" pause
 	innode "$BIN/ctr" -a "$D/containerd.sock" -n k8s.io images import "$D/pause.tar" >/dev/null 2>&1
-	innode "$BIN/kubelet" --kubeconfig "$D/kubelet.kubeconfig" --config "$D/kubelet.yaml" --root-dir "$D/kubelet" \
-		--hostname-override $NODE --node-ip $IP --cert-dir "$D/kubelet/pki" >"$D/logs/kubelet.log" 2>&1 &
+	kubelet
 	cat >"$D/proxy.yaml" <<P
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -286,8 +310,9 @@ P
 case $cmd in
 up) up ;;
 down) down ;;
+restart-kubelet) shift 2 && restart_kubelet "$@" ;;
 *)
-	echo "usage: node.sh up|down [DIR]" >&2
+	echo "usage: node.sh up|down|restart-kubelet [DIR [KUBELET FLAGS...]]" >&2
 	exit 2
 	;;
 esac
