@@ -79,7 +79,7 @@ CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 REGISTRY_CA ?=
 
 .PHONY: image
-image: ## Build the image (manager, hosts-updater, kubectl-ips) into bin/image/ as an OCI layout, without Docker.
+image: ## Build the image (manager, hosts-updater, kubectl-ips, tcr-credential-provider) into bin/image/ as an OCI layout, without Docker.
 	@hack/image/ca-bundle.sh '$(CA_BUNDLE)'
 	GOOS= GOARCH= $(GO) build -o $(BIN)/imagetool ./hack/image
 	$(BIN)/imagetool build --go '$(GO)' --arch '$(IMAGE_ARCH)' --ca-bundle '$(CA_BUNDLE)' --out $(BIN)/image
@@ -180,7 +180,7 @@ verify-chart: $(KUBECTL) ## Fail when the chart's generated templates are not wh
 	  echo "$(CHART) is out of date (run 'make chart' and commit)"; exit 1; fi
 
 .PHONY: docker-build
-docker-build: ## Build the image $(IMG) (manager, hosts-updater, kubectl-ips) with $(CONTAINER_TOOL).
+docker-build: ## Build the image $(IMG) (manager, hosts-updater, kubectl-ips, tcr-credential-provider) with $(CONTAINER_TOOL).
 	$(CONTAINER_TOOL) build -t $(IMG) .
 
 ##@ Benchmark

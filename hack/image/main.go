@@ -4,8 +4,9 @@
 //	go run ./hack/image build [--out bin/image] [--arch GOARCH] [--ca-bundle FILE] [--go GO] [--binaries DIR]
 //	go run ./hack/image push [--layout bin/image] REGISTRY/REPOSITORY:TAG
 //
-// build runs the Dockerfile's go build of /manager, /hosts-updater and /kubectl-ips (unless
-// --binaries names a folder that already holds them) and writes the image as an OCI image layout.
+// build runs the Dockerfile's go build of /manager, /hosts-updater, /kubectl-ips and
+// /tcr-credential-provider (unless --binaries names a folder that already holds them) and writes
+// the image as an OCI image layout.
 // SOURCE_DATE_EPOCH, when set, is the time of every file and of the image (else Unix 0).
 //
 // push sends that image to a registry, with the credential of the docker config

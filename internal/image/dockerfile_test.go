@@ -194,7 +194,7 @@ func TestImageIsTheDockerfiles(t *testing.T) {
 		t.Errorf("the image differs from the Dockerfile:\n%s", strings.Join(diffs, "\n"))
 	}
 	// The parse found what the comparison rests on, so that an empty parse cannot pass.
-	if want := []string{"/manager", "/hosts-updater", "/kubectl-ips"}; !slices.Equal(d.copies, want) {
+	if want := []string{"/manager", "/hosts-updater", "/kubectl-ips", "/tcr-credential-provider"}; !slices.Equal(d.copies, want) {
 		t.Errorf("parsed COPY %q, want %q", d.copies, want)
 	}
 	if d.user != "65532:65532" || !slices.Equal(d.entrypoint, []string{"/manager"}) {
@@ -215,17 +215,17 @@ func TestDockerfileChangesAreCaught(t *testing.T) {
 			`user: Dockerfile "65532", image "65532:65532"`},
 		{`ENTRYPOINT ["/manager"]`, `ENTRYPOINT ["/manager", "--leader-elect"]`,
 			`entrypoint: Dockerfile ["/manager" "--leader-elect"], image ["/manager"]`},
-		{"COPY --from=build /out/manager /out/hosts-updater /out/kubectl-ips /",
-			"COPY --from=build /out/manager /out/hosts-updater /out/kubectl-ips /out/tcr-debug /",
-			`files: the Dockerfile copies ["/manager" "/hosts-updater" "/kubectl-ips" "/tcr-debug"], the image's last layer holds ["/hosts-updater" "/kubectl-ips" "/manager"]`},
+		{"COPY --from=build /out/manager /out/hosts-updater /out/kubectl-ips /out/tcr-credential-provider /",
+			"COPY --from=build /out/manager /out/hosts-updater /out/kubectl-ips /out/tcr-credential-provider /out/tcr-debug /",
+			`files: the Dockerfile copies ["/manager" "/hosts-updater" "/kubectl-ips" "/tcr-credential-provider" "/tcr-debug"], the image's last layer holds ["/hosts-updater" "/kubectl-ips" "/manager" "/tcr-credential-provider"]`},
 		{"FROM gcr.io/distroless/static:nonroot", "FROM gcr.io/distroless/static:latest",
 			"the Dockerfile's base is gcr.io/distroless/static:latest; the image's base layer is made like gcr.io/distroless/static:nonroot"},
 		{`-ldflags="-s -w"`, `-ldflags="-s -w -X main.version=dev"`,
-			`go build: the Dockerfile runs "CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldflags=\"-s -w -X main.version=dev\" -o /out/ ./cmd/manager ./cmd/hosts-updater ./cmd/kubectl-ips", ` +
-				`the image builder "CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldflags=\"-s -w\" -o /out/ ./cmd/manager ./cmd/hosts-updater ./cmd/kubectl-ips"`},
+			`go build: the Dockerfile runs "CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldflags=\"-s -w -X main.version=dev\" -o /out/ ./cmd/manager ./cmd/hosts-updater ./cmd/kubectl-ips ./cmd/tcr-credential-provider", ` +
+				`the image builder "CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldflags=\"-s -w\" -o /out/ ./cmd/manager ./cmd/hosts-updater ./cmd/kubectl-ips ./cmd/tcr-credential-provider"`},
 		{"CGO_ENABLED=0 GOOS", "CGO_ENABLED=1 GOOS",
-			`go build: the Dockerfile runs "CGO_ENABLED=1 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldflags=\"-s -w\" -o /out/ ./cmd/manager ./cmd/hosts-updater ./cmd/kubectl-ips", ` +
-				`the image builder "CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldflags=\"-s -w\" -o /out/ ./cmd/manager ./cmd/hosts-updater ./cmd/kubectl-ips"`},
+			`go build: the Dockerfile runs "CGO_ENABLED=1 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldflags=\"-s -w\" -o /out/ ./cmd/manager ./cmd/hosts-updater ./cmd/kubectl-ips ./cmd/tcr-credential-provider", ` +
+				`the image builder "CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath -ldflags=\"-s -w\" -o /out/ ./cmd/manager ./cmd/hosts-updater ./cmd/kubectl-ips ./cmd/tcr-credential-provider"`},
 	} {
 		changed := strings.Replace(string(text), tc.old, tc.new, 1)
 		if changed == string(text) {

@@ -36,7 +36,7 @@ import (
 
 // Binaries are the add-on's programs, each built from ./cmd/<name> and shipped as /<name>, in the
 // order of the Dockerfile's COPY.
-var Binaries = []string{"manager", "hosts-updater", "kubectl-ips"}
+var Binaries = []string{"manager", "hosts-updater", "kubectl-ips", "tcr-credential-provider"}
 
 const (
 	// User is the image's user, distroless' nonroot (the hosts-updater DaemonSet overrides it).

@@ -112,7 +112,7 @@ func TestImage(t *testing.T) {
 	}, cf.Config)
 	require.Len(t, cf.History, 2)
 	require.Equal(t, "tcr-assistant base: /etc/passwd, /etc/group, /home/nonroot, /root, /tmp, /etc/ssl/certs/ca-certificates.crt", cf.History[0].CreatedBy)
-	require.Equal(t, "COPY manager hosts-updater kubectl-ips /", cf.History[1].CreatedBy)
+	require.Equal(t, "COPY manager hosts-updater kubectl-ips tcr-credential-provider /", cf.History[1].CreatedBy)
 	require.Equal(t, created, cf.History[0].Created.Time)
 	require.Equal(t, created, cf.History[1].Created.Time)
 
@@ -154,6 +154,7 @@ func TestImage(t *testing.T) {
 		{"hosts-updater", tar.TypeReg, 0o755, 0, 0, "stand-in for /hosts-updater\n"},
 		{"kubectl-ips", tar.TypeReg, 0o755, 0, 0, "stand-in for /kubectl-ips\n"},
 		{"manager", tar.TypeReg, 0o755, 0, 0, "stand-in for /manager\n"},
+		{"tcr-credential-provider", tar.TypeReg, 0o755, 0, 0, "stand-in for /tcr-credential-provider\n"},
 	}, list(layers[1]))
 }
 
