@@ -85,7 +85,7 @@ type previewItem struct {
 	// Credential is where a minted credential comes from; only for a docker.instanceToken.
 	Credential *previewCredential `json:"credential,omitempty"`
 	// Delivery is spec.delivery when it is not the default, Secrets.
-	Delivery string `json:"delivery,omitempty"`
+	Delivery   string             `json:"delivery,omitempty"`
 	Summary    *previewSummary    `json:"summary,omitempty"`
 	Namespaces []previewNamespace `json:"namespaces,omitempty"`
 	// Recovery is what recoverPods would do; only for a rule with recoverPods.

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -27,6 +28,7 @@ import (
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 	"github.com/tcr-assistant/tcr-assistant/controllers"
 	"github.com/tcr-assistant/tcr-assistant/credcheck"
+	"github.com/tcr-assistant/tcr-assistant/credprovider"
 	"github.com/tcr-assistant/tcr-assistant/tcrapi"
 )
 
@@ -57,6 +59,7 @@ type options struct {
 	podRecoveryRate                float64
 	registryCAFile                 string
 	tcrAPIEndpoint, tcrAPICAFile   string
+	providerCacheDuration          time.Duration
 }
 
 func main() {
@@ -80,6 +83,7 @@ func main() {
 	flag.StringVar(&o.registryCAFile, "registry-ca-file", "", "PEM bundle of CAs trusted for registries besides the system's, for a registry with a private CA. Read again when it changes.")
 	flag.StringVar(&o.tcrAPIEndpoint, "tcr-api-endpoint", tcrapi.DefaultEndpoint, "Host[:port] of the TCR API (HTTPS) that docker.instanceToken mints tokens with, e.g. tcr.internal.tencentcloudapi.com from a VPC.")
 	flag.StringVar(&o.tcrAPICAFile, "tcr-api-ca-file", "", "PEM bundle of CAs trusted for --tcr-api-endpoint besides the system's. Read again when it changes.")
+	flag.DurationVar(&o.providerCacheDuration, "credential-provider-cache-duration", credprovider.DefaultCacheDuration, "How long the kubelet's credential provider may cache a credential the endpoint "+credprovider.Path+" serves (less when the credential or the token expires sooner); a rotation reaches new pulls within it.")
 	flag.IntVar(&o.webhookMaxReviews, "webhook-max-concurrent-reviews", admission.DefaultMaxConcurrentReviews, "Admission reviews served at once; more wait up to 1 s for a slot (at most 4 per slot wait), then are answered 429 Too Many Requests, which the API server reports to the client as the refusal.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address the Go pprof endpoints bind to; empty disables them.")
 	zapOpts := zap.Options{}
@@ -171,12 +175,23 @@ func run(ctx context.Context, o options) error {
 		if err := mgr.AddReadyzCheck("webhook", ready); err != nil {
 			return err
 		}
+		// The credential endpoint of the kubelet's credential provider (delivery
+		// CredentialProvider or Both), on the webhook's server, Service and certificate.
+		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("creating the client of token reviews: %w", err)
+		}
+		mgr.GetWebhookServer().Register(credprovider.Path, credprovider.NewHandler(credprovider.Options{
+			Lookup: reconciler.CredentialProvider(), Reviews: cs.AuthenticationV1().TokenReviews(),
+			CacheDuration: o.providerCacheDuration, Log: ctrl.Log.WithName("credential-provider"),
+		}))
 	}
 	log.Info("Starting the manager", "namespace", o.namespace, "webhook", o.enableWebhook, "leaderElection", o.leaderElect)
 	return mgr.Start(ctx)
 }
 
-// The metrics filter asks the API server who a scraper is and whether it may read /metrics.
+// The metrics filter asks the API server who a scraper is and whether it may read /metrics; the
+// credential endpoint asks it who a token is (credprovider).
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
