@@ -25,9 +25,9 @@ import (
 
 // originalObjects is the original's table of installed objects (DESIGN.md §1), plus the
 // ServiceAccounts the two workloads run as, the agent's Role and RoleBinding, the metrics reader
-// ClusterRole, the ServiceAccount webhook (issue 15) and the policies that narrow the manager's
-// writes: exactly what the bundle must
-// hold, names verbatim.
+// ClusterRole, the ServiceAccount webhook (issue 15), the policies that narrow the manager's
+// writes and the kubelets' right to request tokens for the credential provider's audience (issue
+// 25): exactly what the bundle must hold, names verbatim.
 var originalObjects = []bundleObject{
 	{"v1", "Namespace", "", "tcr-assistant-system"},
 	{"rbac.authorization.k8s.io/v1", "ClusterRole", "", "tcr-assistant-manager-role"},
@@ -51,6 +51,8 @@ var originalObjects = []bundleObject{
 	{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "", secretsPolicy},
 	{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", "", serviceAccountsPolicy},
 	{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "", serviceAccountsPolicy},
+	{"rbac.authorization.k8s.io/v1", "ClusterRole", "", audienceRole},
+	{"rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "", audienceRole},
 }
 
 func sortedStrings[T any](items []T, str func(T) string) []string {

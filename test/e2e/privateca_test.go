@@ -47,7 +47,13 @@ func kustomize(t *testing.T, resources []string, components ...string) []*unstru
 		kustomization += "- " + rel + "\n"
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644))
-	out, _, err := env.Kubectl("", "kustomize", overlay)
+	return kustomizeDir(t, overlay)
+}
+
+// kustomizeDir renders the kustomization in dir with 'kubectl kustomize' and returns its objects.
+func kustomizeDir(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	out, _, err := env.Kubectl("", "kustomize", dir)
 	require.NoError(t, err)
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader([]byte(out)), 4096)
 	var objs []*unstructured.Unstructured

@@ -17,12 +17,13 @@ import (
 	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
-// ownControlPlane starts a control plane for this test alone and points the package's helpers at
-// it until the test ends, for a test that destroys what the others share (the CRD, the
-// namespace, which never finishes deleting here). Tests of this package never run in parallel.
-func ownControlPlane(t *testing.T) {
+// ownControlPlane starts a control plane for this test alone (with opts) and points the
+// package's helpers at it until the test ends, for a test that destroys what the others share (the
+// CRD, the namespace, which never finishes deleting here) or needs an API server configured
+// otherwise. Tests of this package never run in parallel.
+func ownControlPlane(t *testing.T, opts ...testenv.Option) {
 	t.Helper()
-	own, err := testenv.Start()
+	own, err := testenv.Start(opts...)
 	require.NoError(t, err)
 	shared := env
 	env = own

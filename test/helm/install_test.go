@@ -478,7 +478,8 @@ global:
 			assert.EqualError(c, manager.Create(ctx, foreign.DeepCopy(), client.DryRunAll),
 				`secrets "not-a-pull-secret" is forbidden: ValidatingAdmissionPolicy 'tcr-assistant-manager-secrets' with binding `+
 					`'tcr-assistant-manager-secrets' denied request: tcr-assistant's manager may write only Secrets named tcr.ips* `+
-					`of type kubernetes.io/dockerconfigjson labelled app.kubernetes.io/managed-by=tcr-assistant, and its webhook certificate Secret`)
+					`of type kubernetes.io/dockerconfigjson labelled app.kubernetes.io/managed-by=tcr-assistant, its webhook certificate Secret, `+
+					`and the Opaque Secrets tcr-assistant-token-* of its own namespace`)
 		}, waitTimeout, waitInterval)
 	})
 

@@ -59,16 +59,17 @@ func renderDeployment(t *testing.T, ns, vals string) ([]*unstructured.Unstructur
 	return objs, find(t, objs, "Deployment", managerDeployment)
 }
 
-// kustomizeWithComponent renders dist/install.yaml with config/components/private-ca, as the
-// README tells kustomize users, with 'kubectl kustomize'.
-func kustomizeWithComponent(t *testing.T) []*unstructured.Unstructured {
+// kustomizeWithComponent renders dist/install.yaml with the component (a folder under config/,
+// such as config/components/private-ca), as the README tells kustomize users, with 'kubectl
+// kustomize'.
+func kustomizeWithComponent(t *testing.T, componentDir string) []*unstructured.Unstructured {
 	t.Helper()
 	r := root(t)
 	overlay := t.TempDir()
 	data, err := os.ReadFile(filepath.Join(r, "dist", "install.yaml"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(overlay, "install.yaml"), data, 0o644))
-	component, err := filepath.Rel(overlay, filepath.Join(r, "config", "components", "private-ca"))
+	component, err := filepath.Rel(overlay, filepath.Join(r, componentDir))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"),
 		[]byte("resources:\n- install.yaml\ncomponents:\n- "+component+"\n"), 0o644))
@@ -96,7 +97,7 @@ func TestPrivateCAValueMountsTheConfigMapAndSetsBothFlags(t *testing.T) {
 			}
 		}
 		// The same Deployment as the kustomize component's, so that both ways install alike.
-		assert.Equal(t, find(t, kustomizeWithComponent(t), "Deployment", managerDeployment).Object, deploy.Object,
+		assert.Equal(t, find(t, kustomizeWithComponent(t, "config/components/private-ca"), "Deployment", managerDeployment).Object, deploy.Object,
 			"the chart's privateCA and config/components/private-ca differ")
 	})
 
