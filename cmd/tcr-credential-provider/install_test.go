@@ -208,6 +208,8 @@ func TestInstallRefused(t *testing.T) {
 	}{
 		{"no match-images", replace("--match-images", " , "), `--match-images " , " names no image`},
 		{"http endpoint", replace("--endpoint", "http://10.96.0.42"), `--endpoint "http://10.96.0.42" is not https://HOST[:PORT]`},
+		{"an endpoint the kubelet did not expand", replace("--endpoint", "https://$(TCR_ASSISTANT_WEBHOOK_SERVICE_SERVICE_HOST):$(TCR_ASSISTANT_WEBHOOK_SERVICE_SERVICE_PORT)"),
+			`--endpoint "https://$(TCR_ASSISTANT_WEBHOOK_SERVICE_SERVICE_HOST):$(TCR_ASSISTANT_WEBHOOK_SERVICE_SERVICE_PORT)" is not https://HOST[:PORT]`},
 		{"relative host dir", replace("--host-config-dir", "etc/tcr"), "--host-bin-dir and --host-config-dir must be absolute paths"},
 		{"no server name", replace("--server-name", ""), "--server-name is required"},
 		{"a CA with no certificate", replace("--ca-file", notPEM), "the CA file " + notPEM + " holds no PEM certificate"},

@@ -148,6 +148,12 @@ func credentialURL(endpoint string) (string, error) {
 	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return "", fmt.Errorf("--endpoint %q is not https://HOST[:PORT]", endpoint)
 	}
+	if strings.Contains(endpoint, "$(") {
+		// The DaemonSet's $(TCR_ASSISTANT_WEBHOOK_SERVICE_SERVICE_HOST) was not expanded: the
+		// Service did not exist when the container started. Exiting lets the kubelet start it
+		// again, with the Service's variables.
+		return "", fmt.Errorf("--endpoint %q holds an unexpanded variable: the Service tcr-assistant-webhook-service did not exist when this container started", endpoint)
+	}
 	return strings.TrimSuffix(u.String(), "/") + endpointPath, nil
 }
 

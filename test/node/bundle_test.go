@@ -74,8 +74,12 @@ func TestTheBundle(t *testing.T) {
 	caReg := startReachableRegistry(t, password)
 	api := faketcr.Start(t, faketcr.Options{Keys: map[string]string{nodeKeyID: nodeKeySecret}, Registries: []string{nodeInstance}, Addr: nodeIP + ":0"})
 	installCA(t, slices.Concat(caReg.CAPEM, api.CAPEM))
-	endpoint := "--tcr-api-endpoint=" + api.Endpoint
-	installBundle(t, renderWithCA(t, img1, endpoint))
+	// The registry of secretless pulls, whose host the credential provider's DaemonSet matches.
+	providerReg := startRegistry(t, password, false)
+	bundle := overlay{components: []string{"config/components/credential-provider"},
+		managerArgs: []string{"--tcr-api-endpoint=" + api.Endpoint, "--credential-provider-cache-duration=" + providerCache.String()},
+		provider:    providerPatches(providerReg)}
+	installBundle(t, renderWithCA(t, img1, bundle))
 	t.Cleanup(func() { deleteRules(t, c) })
 
 	var managerPod corev1.Pod
@@ -213,7 +217,7 @@ func TestTheBundle(t *testing.T) {
 		before := distributed(t, c)
 		require.NotEmpty(t, before)
 		img2 := pushAddOn(t, addOns, password, "node2")
-		kubectl(t, "apply", "-f", renderWithCA(t, img2, endpoint))
+		kubectl(t, "apply", "-f", renderWithCA(t, img2, bundle))
 		pod := readyManager(t, c, img2)
 		require.NotEqual(t, managerPod.Name, pod.Name, "the manager did not roll")
 		kubectl(t, "-n", system, "rollout", "status", "daemonset/hosts-updater", "--timeout=120s")
@@ -228,6 +232,11 @@ func TestTheBundle(t *testing.T) {
 		}, timeout, tick, "the new manager never reconciled the rule")
 		assert.Equal(t, before, distributed(t, c), "a distributed Secret or ServiceAccount was written (resourceVersions)")
 		assert.Contains(t, hostsFile(t), "node-suite.tencentcloudcr.com", "the hosts entries after the DaemonSet's roll")
+	})
+
+	// Last: it restarts the kubelet and stops the manager for a while.
+	t.Run("secretless pulls", func(t *testing.T) {
+		secretlessPulls(t, c, cs, providerReg, password)
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -66,28 +67,48 @@ func installCA(t *testing.T, pemData []byte) {
 	})
 }
 
+// overlay is what the node suite adds to the bundle, as a user's own kustomization would:
+// components, args of the manager, and replacements in the credential provider's DaemonSet
+// ("JSON pointer=value").
+type overlay struct {
+	components  []string
+	managerArgs []string
+	provider    []string
+}
+
 // renderWithCA renders the bundle for img ('make build-installer', render) with the component
-// config/components/private-ca, through an overlay of the rendered file as a user's own
-// kustomization would ('kubectl kustomize'), adds args to the manager's, and returns the file.
-func renderWithCA(t *testing.T, img string, args ...string) string {
+// config/components/private-ca and the overlay o, through an overlay of the rendered file
+// ('kubectl kustomize'), and returns the file.
+func renderWithCA(t *testing.T, img string, o overlay) string {
 	t.Helper()
 	bundle := render(t, img)
-	overlay := t.TempDir()
+	dir := t.TempDir()
 	data, err := os.ReadFile(bundle)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(overlay, "install.yaml"), data, 0o644))
-	component, err := filepath.Rel(overlay, filepath.Join(repoRoot(t), privateCAComponent))
-	require.NoError(t, err)
-	kustomization := "resources:\n- install.yaml\ncomponents:\n- " + component + "\n"
-	if len(args) > 0 {
-		kustomization += "patches:\n- target: {kind: Deployment, name: " + manager + "}\n  patch: |\n"
-		for _, a := range args {
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "install.yaml"), data, 0o644))
+	kustomization := "resources:\n- install.yaml\ncomponents:\n"
+	for _, c := range append([]string{privateCAComponent}, o.components...) {
+		rel, err := filepath.Rel(dir, filepath.Join(repoRoot(t), c))
+		require.NoError(t, err)
+		kustomization += "- " + rel + "\n"
+	}
+	kustomization += "patches:\n"
+	if len(o.managerArgs) > 0 {
+		kustomization += "- target: {kind: Deployment, name: " + manager + "}\n  patch: |\n"
+		for _, a := range o.managerArgs {
 			kustomization += "    - {op: add, path: /spec/template/spec/containers/0/args/-, value: \"" + a + "\"}\n"
 		}
 	}
-	require.NoError(t, os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644))
+	if len(o.provider) > 0 {
+		kustomization += "- target: {kind: DaemonSet, name: tcr-credential-provider}\n  patch: |\n"
+		for _, r := range o.provider {
+			path, value, _ := strings.Cut(r, "=")
+			kustomization += "    - {op: replace, path: " + path + ", value: \"" + value + "\"}\n"
+		}
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644))
 	file := filepath.Join(t.TempDir(), "install.yaml")
-	require.NoError(t, os.WriteFile(file, []byte(kubectl(t, "kustomize", overlay)), 0o644))
+	require.NoError(t, os.WriteFile(file, []byte(kubectl(t, "kustomize", dir)), 0o644))
 	return file
 }
 
