@@ -88,9 +88,11 @@ run() {
 	echo $! >"$D/$name.pid"
 }
 
-# kubelet [FLAGS...]: starts the kubelet with the node's flags and FLAGS.
+# kubelet [FLAGS...]: starts the kubelet with the node's flags and FLAGS, in a session of its own:
+# a restart's caller may kill its own process group when it ends (down finds the kubelet in the
+# namespace anyway).
 kubelet() {
-	innode "$BIN/kubelet" --kubeconfig "$D/kubelet.kubeconfig" --config "$D/kubelet.yaml" --root-dir "$D/kubelet" \
+	setsid nsenter -t "$(cat "$D/holder.pid")" -m -n "$BIN/kubelet" --kubeconfig "$D/kubelet.kubeconfig" --config "$D/kubelet.yaml" --root-dir "$D/kubelet" \
 		--hostname-override $NODE --node-ip $IP --cert-dir "$D/kubelet/pki" "$@" >>"$D/logs/kubelet.log" 2>&1 &
 }
 
