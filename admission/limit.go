@@ -52,6 +52,9 @@ func NewLimiter(maxReviews int) *Limiter {
 // Max returns the number of reviews served at once.
 func (l *Limiter) Max() int { return cap(l.slots) }
 
+// Waiting returns the number of reviews waiting for a slot now.
+func (l *Limiter) Waiting() int { return len(l.waiting) }
+
 // TryAcquire takes a slot if one is free, without waiting; release gives it back.
 func (l *Limiter) TryAcquire() (release func(), ok bool) {
 	select {
@@ -62,9 +65,9 @@ func (l *Limiter) TryAcquire() (release func(), ok bool) {
 	}
 }
 
-// acquire takes a slot, waiting up to l.wait for one when there is room to wait, or until ctx
-// ends.
-func (l *Limiter) acquire(ctx context.Context) (release func(), ok bool) {
+// Acquire takes a slot, waiting up to ReviewWait for one when fewer than 4 per slot wait
+// already, or until ctx ends; release gives it back.
+func (l *Limiter) Acquire(ctx context.Context) (release func(), ok bool) {
 	if release, ok := l.TryAcquire(); ok {
 		return release, true
 	}
@@ -114,7 +117,7 @@ func (l *Limiter) Limit(next http.Handler) http.Handler {
 		panic(err) // a Status always encodes
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		release, ok := l.acquire(r.Context())
+		release, ok := l.Acquire(r.Context())
 		if !ok {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusTooManyRequests)

@@ -39,6 +39,7 @@ import (
 	"github.com/go-logr/logr"
 	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 
+	"github.com/tcr-assistant/tcr-assistant/admission"
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
 )
 
@@ -65,7 +66,7 @@ const (
 	// 429, as the webhook's ReviewWait: a node pool starting many Pods at once asks for more
 	// than the bound in a burst, and a short wait serves it. At most 4 requests per slot wait;
 	// past that they are refused at once.
-	QueueWait = time.Second
+	QueueWait = admission.ReviewWait
 	// ReviewTimeout bounds a TokenReview.
 	ReviewTimeout = 5 * time.Second
 	// RequestTimeout bounds the whole request once it holds a slot: the TokenReview and the
@@ -129,7 +130,7 @@ type handler struct {
 	lookup        Lookup
 	reviewer      *reviewer
 	cacheDuration time.Duration
-	limit         *limiter
+	limit         *admission.Limiter
 	log           logr.Logger
 	now           func() time.Time
 }
@@ -153,7 +154,7 @@ func NewHandler(opts Options) http.Handler {
 		lookup:        opts.Lookup,
 		reviewer:      newReviewer(opts.Reviews, opts.Now, MaxCachedDecisions),
 		cacheDuration: opts.CacheDuration,
-		limit:         newLimiter(opts.MaxConcurrent, QueueWait),
+		limit:         admission.NewLimiter(opts.MaxConcurrent),
 		log:           opts.Log,
 		now:           opts.Now,
 	}
@@ -223,9 +224,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refused(w, refuse(http.StatusRequestEntityTooLarge, ReasonTooLarge, resultTooLarge, "%s", msgTooLarge), nil)
 		return
 	}
-	release, ok := h.limit.acquire(r.Context())
+	release, ok := h.limit.Acquire(r.Context())
 	if !ok {
-		h.refused(w, refuse(http.StatusTooManyRequests, ReasonTooManyRequests, resultTooManyRequests, msgTooManyPattern, h.limit.max()), nil)
+		h.refused(w, refuse(http.StatusTooManyRequests, ReasonTooManyRequests, resultTooManyRequests, msgTooManyPattern, h.limit.Max()), nil)
 		return
 	}
 	defer release()

@@ -362,7 +362,7 @@ func TestConcurrentRequestsAreBounded(t *testing.T) {
 	require.Equal(t, http.StatusOK, f.post(token, image).code) // the decision is cached
 	before := counts()
 	lim := f.h.(*handler).limit
-	require.Equal(t, 2, lim.max())
+	require.Equal(t, 2, lim.Max())
 
 	gate := make(chan struct{})
 	f.lookup.mu.Lock()
@@ -379,7 +379,7 @@ func TestConcurrentRequestsAreBounded(t *testing.T) {
 	for range 8 {
 		wg.Go(func() { codes <- f.post(token, image).code })
 	}
-	require.Eventually(t, func() bool { return len(lim.waiting) == 8 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return lim.Waiting() == 8 }, 10*time.Second, time.Millisecond)
 	start := time.Now()
 	a := f.post(token, image)
 	assert.Less(t, time.Since(start), QueueWait/2, "refused at once")
@@ -400,16 +400,15 @@ func TestConcurrentRequestsAreBounded(t *testing.T) {
 		assert.Equal(t, http.StatusOK, code)
 	}
 
-	// A wait that outlasts the limiter's wait is refused.
-	lim.wait = 10 * time.Millisecond
-	r1, ok := lim.acquire(context.Background())
+	// A wait that outlasts the limiter's wait (QueueWait) is refused.
+	r1, ok := lim.TryAcquire()
 	require.True(t, ok)
-	r2, ok := lim.acquire(context.Background())
+	r2, ok := lim.TryAcquire()
 	require.True(t, ok)
 	assert.Equal(t, http.StatusTooManyRequests, f.post(token, image).code)
 	r1()
 	r2()
-	assert.Empty(t, lim.waiting)
+	assert.Zero(t, lim.Waiting())
 	assert.Equal(t, int32(1), f.reviews.n.Load())
 	assertCounted(t, before, map[string]float64{resultServed: 10, resultTooManyRequests: 2})
 }

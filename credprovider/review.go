@@ -4,8 +4,6 @@ import (
 	"container/list"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -19,6 +17,7 @@ import (
 	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/credcheck"
 )
 
 // The decision cache.
@@ -151,30 +150,10 @@ func decisionExpiry(d decision, token string, now time.Time) time.Time {
 		return now.Add(RefusalCacheDuration)
 	}
 	expires := now.Add(AcceptanceCacheDuration)
-	if exp, ok := tokenExpiry(token); ok && exp.Before(expires) {
+	if exp, ok := credcheck.JWTExpiry(token); ok && exp.Before(expires) {
 		expires = exp
 	}
 	return expires
-}
-
-// tokenExpiry reads the exp claim of the JWT token without verifying it: the API server verified
-// the token, and the claim only shortens how long its acceptance is cached.
-func tokenExpiry(token string) (time.Time, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return time.Time{}, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return time.Time{}, false
-	}
-	var claims struct {
-		Exp *float64 `json:"exp"`
-	}
-	if json.Unmarshal(payload, &claims) != nil || claims.Exp == nil {
-		return time.Time{}, false
-	}
-	return time.Unix(int64(*claims.Exp), 0), true
 }
 
 // redact replaces token in s, so that no error or log line can carry it.

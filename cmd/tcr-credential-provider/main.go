@@ -14,11 +14,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/tcr-assistant/tcr-assistant/credcheck"
 	"io"
 	"math"
 	"net"
@@ -46,8 +46,6 @@ const (
 	maxAnswerBytes  = 64 << 10
 	// noToken is the reason given when the kubelet sends no token: its config lacks tokenAttributes.
 	noToken = "no service account token in the request: configure tokenAttributes with requireServiceAccount: true"
-	// maxUnix is the last second of year 9999, beyond which an exp claim is nonsense.
-	maxUnix = 253402300799
 )
 
 const usage = `Usage:
@@ -268,7 +266,7 @@ func (p *plugin) answer(ctx context.Context, stdin io.Reader, now func() time.Ti
 			return nil, fmt.Errorf("the manager's expiresAt %q is not RFC 3339", got.ExpiresAt)
 		}
 	}
-	tokenExp, _ := tokenExpiry(req.ServiceAccountToken)
+	tokenExp, _ := credcheck.JWTExpiry(req.ServiceAccountToken)
 	return &credentialproviderv1.CredentialProviderResponse{
 		TypeMeta:      metav1.TypeMeta{APIVersion: credentialproviderv1.SchemeGroupVersion.String(), Kind: "CredentialProviderResponse"},
 		CacheKeyType:  credentialproviderv1.RegistryPluginCacheKeyType,
@@ -341,26 +339,6 @@ func cacheDuration(now time.Time, cacheSeconds int64, tokenExp, expiresAt time.T
 		return 0
 	}
 	return d.Truncate(time.Second)
-}
-
-// tokenExpiry reads the exp claim of a JWT without verifying it: the manager verifies the token
-// (a TokenReview); the plugin only needs to know how long it may cache the answer.
-func tokenExpiry(token string) (time.Time, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return time.Time{}, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return time.Time{}, false
-	}
-	var claims struct {
-		Exp *float64 `json:"exp"`
-	}
-	if json.Unmarshal(payload, &claims) != nil || claims.Exp == nil || *claims.Exp <= 0 || *claims.Exp > maxUnix {
-		return time.Time{}, false
-	}
-	return time.Unix(int64(*claims.Exp), 0), true
 }
 
 // redact makes line one line, at most 1 KiB, without the token or the password, whatever the
