@@ -41,10 +41,11 @@ import (
 
 	"github.com/tcr-assistant/tcr-assistant/admission"
 	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/credprovider/wire"
 )
 
 // Path is where the manager serves the credential endpoint.
-const Path = "/credential-provider/v1"
+const Path = wire.Path
 
 // Bounds and defaults of the endpoint.
 const (
@@ -160,30 +161,15 @@ func NewHandler(opts Options) http.Handler {
 	}
 }
 
-// request is the body of a request.
-type request struct {
-	Image string `json:"image"`
-}
-
-// response is the body of a credential served.
-type response struct {
-	Registry     string `json:"registry"`
-	Username     string `json:"username"`
-	Password     string `json:"password"`
-	CacheSeconds int64  `json:"cacheSeconds"`
-	ExpiresAt    string `json:"expiresAt,omitempty"`
-}
-
-// refusal is the body of a refusal; code and result are not sent.
+// refusal is the body of a refusal (wire.Refusal); code and result are not sent.
 type refusal struct {
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
-	code    int
-	result  string // the metric's label
+	wire.Refusal
+	code   int
+	result string // the metric's label
 }
 
 func refuse(code int, reason, result, format string, args ...any) *refusal {
-	return &refusal{Reason: reason, Message: fmt.Sprintf(format, args...), code: code, result: result}
+	return &refusal{Refusal: wire.Refusal{Reason: reason, Message: fmt.Sprintf(format, args...)}, code: code, result: result}
 }
 
 // Messages of the refusals that are always the same.
@@ -268,7 +254,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) served(w http.ResponseWriter, host string, a Answer, d decision) {
 	now := h.now()
 	lifetime := h.cacheDuration
-	resp := response{Registry: host, Username: a.Username, Password: a.Password}
+	resp := wire.Answer{Registry: host, Username: a.Username, Password: a.Password}
 	if !a.ExpiresAt.IsZero() {
 		lifetime = min(lifetime, a.ExpiresAt.Sub(now))
 		resp.ExpiresAt = a.ExpiresAt.UTC().Format(time.RFC3339)
@@ -326,7 +312,7 @@ func readImageHost(w http.ResponseWriter, r *http.Request) (string, *refusal) {
 		return "", refuse(http.StatusBadRequest, ReasonBadRequest, resultBadRequest, "reading the request body: %v", err)
 	}
 	// Fields other than image are ignored, so that a newer plugin may add some.
-	var req request
+	var req wire.Request
 	if err := json.Unmarshal(data, &req); err != nil {
 		return "", refuse(http.StatusBadRequest, ReasonBadRequest, resultBadRequest, `the request body is not {"image":"<image reference>"}: %v`, err)
 	}

@@ -283,7 +283,7 @@ func TestBadRequestsAreRefusedWithoutAReview(t *testing.T) {
 	for _, tc := range []struct{ body, message string }{
 		{``, `the request body is not {"image":"<image reference>"}: unexpected end of JSON input`},
 		{`[`, `the request body is not {"image":"<image reference>"}: unexpected end of JSON input`},
-		{`{"image":1}`, `the request body is not {"image":"<image reference>"}: json: cannot unmarshal number into Go struct field request.image of type string`},
+		{`{"image":1}`, `the request body is not {"image":"<image reference>"}: json: cannot unmarshal number into Go struct field Request.image of type string`},
 		{`{"image":"tcr.example.com/app"} {}`, `the request body is not {"image":"<image reference>"}: invalid character '{' after top-level value`},
 		{`{}`, `the request names no image: send {"image":"<image reference>"}`},
 		{`null`, `the request names no image: send {"image":"<image reference>"}`},

@@ -25,6 +25,7 @@ import (
 	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/tcr-assistant/tcr-assistant/credprovider/wire"
 	"github.com/tcr-assistant/tcr-assistant/internal/testenv"
 )
 
@@ -201,7 +202,7 @@ func (f *fixture) post(token, image string) answer {
 }
 
 func imageBody(image string) string {
-	data, err := json.Marshal(request{Image: image})
+	data, err := json.Marshal(wire.Request{Image: image})
 	if err != nil {
 		panic(err)
 	}

@@ -2,6 +2,8 @@ package v1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tcr-assistant/tcr-assistant/credprovider/wire"
 )
 
 // Names that users and other tools depend on (DESIGN.md §1 and §2).
@@ -221,7 +223,7 @@ const (
 
 // CredentialProviderAudience is the audience of the ServiceAccount tokens the kubelet hands the
 // credential provider plugin, and the one the manager's credential endpoint accepts.
-const CredentialProviderAudience = "tcr-assistant.tcr.tencentcloudcr.com"
+const CredentialProviderAudience = wire.Audience
 
 // DeliversSecrets reports whether the rule distributes Secrets.
 func (s *ImagePullSecretSpec) DeliversSecrets() bool { return s.Delivery != DeliveryCredentialProvider }

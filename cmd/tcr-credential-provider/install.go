@@ -21,7 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
-	tcrv1 "github.com/tcr-assistant/tcr-assistant/api/v1"
+	"github.com/tcr-assistant/tcr-assistant/credprovider/wire"
 )
 
 const (
@@ -182,7 +182,7 @@ func renderConfig(images []string, cacheDuration time.Duration, endpoint, server
 			APIVersion:           credentialproviderv1.SchemeGroupVersion.String(),
 			Args:                 []string{"--endpoint=" + endpoint, "--server-name=" + serverName, "--ca-file=" + hostCA},
 			TokenAttributes: &kubeletconfigv1.ServiceAccountTokenAttributes{
-				ServiceAccountTokenAudience: tcrv1.CredentialProviderAudience,
+				ServiceAccountTokenAudience: wire.Audience,
 				CacheType:                   kubeletconfigv1.ServiceAccountServiceAccountTokenCacheType,
 				RequireServiceAccount:       ptr.To(true),
 			},

@@ -1,7 +1,7 @@
 // Command tcr-credential-provider is the kubelet's image credential provider for TCR Assistant
 // (KEP-4412, exec protocol credentialprovider.kubelet.k8s.io/v1). The kubelet runs it for an
 // image its CredentialProviderConfig matches, with a token of the Pod's ServiceAccount bound to
-// the audience tcrv1.CredentialProviderAudience; the plugin exchanges that token at the manager's
+// the audience wire.Audience (api/v1's CredentialProviderAudience); the plugin exchanges that token at the manager's
 // credential endpoint for the credential of the image's registry, so that no namespace holds a
 // copy of the credential. On any failure it exits 1 with one line on stderr and the kubelet falls
 // back to its other sources. "install" puts the plugin, the manager's CA and the
@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/tcr-assistant/tcr-assistant/credcheck"
+	"github.com/tcr-assistant/tcr-assistant/credprovider/wire"
 	"io"
 	"math"
 	"net"
@@ -38,8 +39,6 @@ import (
 const (
 	// name is the executable's name, which the kubelet's config names too.
 	name = "tcr-credential-provider"
-	// endpointPath is the manager's credential endpoint, under --endpoint.
-	endpointPath = "/credential-provider/v1"
 	// maxRequestBytes bounds the CredentialProviderRequest read from stdin (a token and an image
 	// name are a few KiB), and maxAnswerBytes the manager's answer.
 	maxRequestBytes = 64 << 10
@@ -152,7 +151,7 @@ func credentialURL(endpoint string) (string, error) {
 		// again, with the Service's variables.
 		return "", fmt.Errorf("--endpoint %q holds an unexpanded variable: the Service tcr-assistant-webhook-service did not exist when this container started", endpoint)
 	}
-	return strings.TrimSuffix(u.String(), "/") + endpointPath, nil
+	return strings.TrimSuffix(u.String(), "/") + wire.Path, nil
 }
 
 // newClient returns the client of the manager: HTTPS, TLS 1.2 or later, the manager's CA the
@@ -203,25 +202,6 @@ type plugin struct {
 	client   *http.Client
 	// secrets are the token and the password once known: redact removes them from the error line.
 	secrets []string
-}
-
-// credentialRequest is the body sent to the manager, and credentialAnswer and refusal its
-// answers: a credential (200), else a reason (a word) and a one-line message.
-type credentialRequest struct {
-	Image string `json:"image"`
-}
-
-type credentialAnswer struct {
-	Registry     string `json:"registry"`
-	Username     string `json:"username"`
-	Password     string `json:"password"`
-	CacheSeconds int64  `json:"cacheSeconds"`
-	ExpiresAt    string `json:"expiresAt,omitempty"`
-}
-
-type refusal struct {
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
 }
 
 // answer reads the kubelet's request from stdin, asks the manager and returns the response.
@@ -276,8 +256,8 @@ func (p *plugin) answer(ctx context.Context, stdin io.Reader, now func() time.Ti
 }
 
 // ask POSTs the image to the manager with the token as bearer and returns its credential.
-func (p *plugin) ask(ctx context.Context, token, image string) (*credentialAnswer, error) {
-	body, err := json.Marshal(credentialRequest{Image: image})
+func (p *plugin) ask(ctx context.Context, token, image string) (*wire.Answer, error) {
+	body, err := json.Marshal(wire.Request{Image: image})
 	if err != nil {
 		return nil, err
 	}
@@ -309,13 +289,13 @@ func (p *plugin) ask(ctx context.Context, token, image string) (*credentialAnswe
 		return nil, fmt.Errorf("the manager's answer (HTTP %d) is larger than %d bytes", resp.StatusCode, maxAnswerBytes)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var r refusal
+		var r wire.Refusal
 		if json.Unmarshal(data, &r) == nil && r.Reason != "" {
 			return nil, fmt.Errorf("the manager refused a credential for %q: %s: %s (HTTP %d)", image, r.Reason, r.Message, resp.StatusCode)
 		}
 		return nil, fmt.Errorf("the manager answered HTTP %d for %q, with no reason", resp.StatusCode, image)
 	}
-	var got credentialAnswer
+	var got wire.Answer
 	if err := json.Unmarshal(data, &got); err != nil {
 		return nil, fmt.Errorf("reading the manager's answer: %w", err)
 	}
