@@ -2,13 +2,20 @@ package controllers_test
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
@@ -134,4 +141,115 @@ func TestRotationOfANewRuleIsNotHeld(t *testing.T) {
 	})
 	_, data := copies(t, "rot-new", "rot-new")
 	assert.Equal(t, []string{expectedDockerConfig(reg.Host, registryUser, "Pw-rot-NEW-TYPO-c2d4")}, data)
+
+	// Another rejected password replaces it: nothing known to work is there to hold on to.
+	setPassword(t, "rot-new", "Pw-rot-NEW-TYPO2-5b70")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, data := copies(c, "rot-new", "rot-new")
+		assert.Equal(c, []string{expectedDockerConfig(reg.Host, registryUser, "Pw-rot-NEW-TYPO2-5b70")}, data)
+	}, timeout, tick, "a rejected credential replacing a rejected one was held")
+	assert.Empty(t, eventsFor(t, "rot-new", tcrv1.ReasonRotationHeld))
+}
+
+// TestRotationHoldsOnlyARejection: a new credential that the registry cannot judge (it cannot be
+// reached, or does not answer within the wait) is distributed.
+func TestRotationHoldsOnlyARejection(t *testing.T) {
+	startManager(t)
+	right := "Pw-rot-ONLY-RIGHT-5d11"
+	reg := startRegistry(t, right)
+	trust(t, reg)
+	createNamespace(t, "rot-only", nil, "default")
+	createIPS(t, credIPS("rot-only", "rot-only", reg.Host, right))
+	eventuallyStatus(t, "rot-only", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		wantCondition(c, st, tcrv1.ConditionCredentialVerified, metav1.ConditionTrue, tcrv1.ReasonAccepted, "registry "+reg.Host+" accepted the credential")
+	})
+	setServer := func(server string) {
+		t.Helper()
+		require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur := getIPS(t, "rot-only")
+			cur.Spec.Docker.Server = server
+			return env.Client.Update(context.Background(), cur)
+		}))
+	}
+	distributed := func(server string) {
+		t.Helper()
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			_, data := copies(c, "rot-only", "rot-only")
+			assert.Equal(c, []string{expectedDockerConfig(server, registryUser, right)}, data)
+		}, timeout, tick, "the credential for %s was not distributed", server)
+	}
+
+	accepted := func() {
+		t.Helper()
+		eventuallyStatus(t, "rot-only", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+			wantCondition(c, st, tcrv1.ConditionCredentialVerified, metav1.ConditionTrue, tcrv1.ReasonAccepted, "registry "+reg.Host+" accepted the credential")
+		})
+	}
+
+	// From a working credential to a registry (trusted) that never answers the login: no
+	// verdict within the rotation's wait (5 s), so it is distributed then, not only once the
+	// probe itself gives up (10 s).
+	hang := make(chan struct{})
+	silent := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hang }))
+	t.Cleanup(func() {
+		close(hang)
+		silent.Close()
+	})
+	f, err := os.OpenFile(registryCAFile, os.O_APPEND|os.O_WRONLY, 0o600)
+	require.NoError(t, err)
+	_, err = f.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: silent.Certificate().Raw}))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	host := strings.TrimPrefix(silent.URL, "https://")
+	setServer(host)
+	start := time.Now()
+	distributed(host)
+	assert.Less(t, time.Since(start), 8*time.Second, "the rotation waited for the probe's own timeout")
+
+	// Back to the registry, then from that working credential to one that cannot be reached.
+	setServer(reg.Host)
+	distributed(reg.Host)
+	accepted()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := l.Addr().String()
+	require.NoError(t, l.Close())
+	setServer(closed)
+	distributed(closed)
+	assert.Empty(t, eventsFor(t, "rot-only", tcrv1.ReasonRotationHeld))
+}
+
+// TestRotationHeldIsReleasedWhenTheRegistryComesToAcceptIt: the held credential itself, once the
+// registry accepts it (checked again after the check interval), is distributed.
+func TestRotationHeldIsReleasedWhenTheRegistryComesToAcceptIt(t *testing.T) {
+	startManager(t)
+	old, next := "Pw-rot-REL-OLD-77b3", "Pw-rot-REL-NEXT-0a95"
+	reg := startRegistry(t, old)
+	remember(registryUser, next)
+	trust(t, reg)
+	createNamespace(t, "rot-release", nil, "default")
+	createIPS(t, credIPS("rot-release", "rot-release", reg.Host, old))
+	eventuallyStatus(t, "rot-release", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		wantCondition(c, st, tcrv1.ConditionCredentialVerified, metav1.ConditionTrue, tcrv1.ReasonAccepted, "registry "+reg.Host+" accepted the credential")
+	})
+	// The rule moves first; the registry has not yet.
+	setPassword(t, "rot-release", next)
+	eventuallyStatus(t, "rot-release", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.Equal(c, tcrv1.ReasonRotationHeld, meta.FindStatusCondition(st.Conditions, tcrv1.ConditionReady).Reason)
+	})
+	_, data := copies(t, "rot-release", "rot-release")
+	assert.Equal(t, []string{expectedDockerConfig(reg.Host, registryUser, old)}, data)
+
+	// The registry follows; the next check, after the interval, releases the hold.
+	reg.SetPassword(t, registryUser, next)
+	advanceClock(time.Hour + time.Minute)
+	touch(t, "rot-release", "recheck")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, data := copies(c, "rot-release", "rot-release")
+		assert.Equal(c, []string{expectedDockerConfig(reg.Host, registryUser, next)}, data)
+	}, timeout, tick, "the hold was not released")
+	eventuallyStatus(t, "rot-release", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		wantCondition(c, st, tcrv1.ConditionReady, metav1.ConditionTrue, tcrv1.ReasonDistributed,
+			"Secret tcr.ipsrot-release is up to date in 1 namespaces and referenced by 1 ServiceAccounts")
+	})
 }
