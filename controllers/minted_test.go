@@ -286,7 +286,25 @@ func TestLongTermTokensAreRevokedWithTheirRule(t *testing.T) {
 	})
 	assert.NotContains(t, tokenIDs(instance), orphan.TokenID)
 
+	// A second rule on the instance: its mint's sweep leaves the first rule's token alone; its
+	// token, revoked by someone else meanwhile, does not hold its deletion back.
+	createIPS(t, mintedIPS("longterm-2", "longterm", reg.Host, instance, tcrv1.InstanceTokenLongTerm, "api-key-longterm"))
+	eventuallyStatus(t, "longterm-2", func(c *assert.CollectT, st tcrv1.ImagePullSecretStatus) {
+		assert.NotEmpty(c, st.InstanceTokenID)
+	})
+	second := getIPS(t, "longterm-2").Status.InstanceTokenID
+	assert.ElementsMatch(t, []string{other.TokenID, mine.TokenID, minted.ID, second}, tokenIDs(instance), "a live rule's token was swept")
+	require.NoError(t, api.DeleteInstanceToken(ctx, instance, second))
+	deleteIPS(t, "longterm-2")
+
+	// A revocation the API refuses is retried, and the deletion waits for it; each one is
+	// confirmed by listing the tokens.
+	describes := tcrAPI.Calls("DescribeInstanceToken")
+	tcrAPI.FailNext("DeleteInstanceToken", "InternalError", "An internal error occurred; try again later.")
 	deleteIPS(t, "longterm")
+	wantEvents(t, "longterm", "InternalError", "revoking the LongTerm instance token "+minted.ID+" of "+instance+
+		" failed: InternalError: An internal error occurred; try again later.; retrying")
+	assert.Greater(t, tcrAPI.Calls("DescribeInstanceToken"), describes, "the revocation was not confirmed")
 	assert.ElementsMatch(t, []string{other.TokenID, mine.TokenID}, tokenIDs(instance), "the rule's token is revoked with it")
 	state := &corev1.Secret{}
 	err = env.Client.Get(ctx, types.NamespacedName{Namespace: ownNamespace, Name: "tcr-assistant-token-" + string(ips.UID)}, state)
