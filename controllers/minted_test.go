@@ -207,6 +207,23 @@ func TestMintFailuresLeaveTheCopiesAsTheyAre(t *testing.T) {
 	assert.Equal(t, data, gotData)
 	assert.Equal(t, before+1, counter(t, "tcr_assistant_tcr_api_errors_total", map[string]string{"action": "CreateInstanceToken", "code": "AuthFailure.SignatureFailure"}))
 
+	// An authorization error backs off a minute, not the 5 s of other errors.
+	authErrors := func(c require.TestingT) float64 {
+		return counter(c, "tcr_assistant_tcr_api_errors_total", map[string]string{"action": "CreateInstanceToken", "code": "AuthFailure.SignatureFailure"})
+	}
+	requests := tcrAPI.Requests()
+	advanceClock(10 * time.Second)
+	touch(t, "mint-fail", "retry-early")
+	time.Sleep(300 * time.Millisecond)
+	assert.Equal(t, before+1, authErrors(t), "retried within the minute of an authorization error")
+	assert.Equal(t, requests, tcrAPI.Requests())
+	advanceClock(time.Minute)
+	touch(t, "mint-fail", "retry-due")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, before+2, authErrors(c))
+	}, timeout, tick, "not retried after the minute")
+	assert.Equal(t, requests+1, tcrAPI.Requests())
+
 	// A key Secret that did not opt in mints nothing.
 	createAPIKey(t, "api-key-unlabelled", apiKeyID, apiKeySecret, false)
 	calls := tcrAPI.Calls("CreateInstanceToken")
